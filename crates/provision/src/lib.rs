@@ -1,0 +1,1 @@
+//! PostgreSQL and Redis for tests and benchmarks (being written).
