@@ -34,16 +34,21 @@ pub(crate) struct PerfGateArgs {
     /// Compare the results already on disk instead of running the suites first.
     #[arg(long)]
     pub(crate) no_run: bool,
-    /// Where criterion wrote its results.
-    #[arg(long, value_name = "DIR", default_value = "target/criterion")]
-    pub(crate) criterion_dir: PathBuf,
-    /// Where the committed baselines live.
-    #[arg(long, value_name = "DIR", default_value = "baselines")]
-    pub(crate) baseline_dir: PathBuf,
+    /// Where criterion wrote its results [default: $CRITERION_HOME, else
+    /// $CARGO_TARGET_DIR/criterion, else target/criterion in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) criterion_dir: Option<PathBuf>,
+    /// Where the committed baselines live [default: baselines/ in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) baseline_dir: Option<PathBuf>,
+    /// Threshold overrides; an explicit file must exist [default: perf-gate.toml in the
+    /// workspace, if present].
+    #[arg(long, value_name = "PATH")]
+    pub(crate) config: Option<PathBuf>,
     /// Also write the report as JSON.
     #[arg(long, value_name = "PATH")]
     pub(crate) json: Option<PathBuf>,
-    /// Also write the report as Markdown.
+    /// Also write the report as Markdown (it is also appended to $GITHUB_STEP_SUMMARY when set).
     #[arg(long, value_name = "PATH")]
     pub(crate) markdown: Option<PathBuf>,
     /// Also write the report as JUnit XML.
@@ -62,10 +67,11 @@ pub(crate) struct RefreshArgs {
     /// Use the results already on disk instead of running the suites first.
     #[arg(long)]
     pub(crate) no_run: bool,
-    /// Where criterion wrote its results.
-    #[arg(long, value_name = "DIR", default_value = "target/criterion")]
-    pub(crate) criterion_dir: PathBuf,
-    /// Where the committed baselines live.
-    #[arg(long, value_name = "DIR", default_value = "baselines")]
-    pub(crate) baseline_dir: PathBuf,
+    /// Where criterion wrote its results [default: $CRITERION_HOME, else
+    /// $CARGO_TARGET_DIR/criterion, else target/criterion in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) criterion_dir: Option<PathBuf>,
+    /// Where the committed baselines live [default: baselines/ in the workspace].
+    #[arg(long, value_name = "DIR")]
+    pub(crate) baseline_dir: Option<PathBuf>,
 }

@@ -3,8 +3,11 @@
 //! `main` parses flags and hands off to one module per subcommand. Every child process goes
 //! through [`cmd`], so arguments are never pasted into a shell string.
 
+mod baseline;
 mod cmd;
 mod flags;
+mod paths;
+mod perf_gate;
 mod test;
 
 use std::process::ExitCode;
@@ -20,12 +23,10 @@ fn main() -> ExitCode {
     let flags = Flags::parse();
     let result = match flags.command {
         Command::Test(args) => test::run(&args).map(|()| ExitCode::SUCCESS),
-        Command::PerfGate(_) => Err(anyhow::anyhow!(
-            "`cargo xtask perf-gate` is not built yet (tracked as the regression gate issue)"
-        )),
-        Command::Baseline(BaselineCommand::Refresh(_)) => Err(anyhow::anyhow!(
-            "`cargo xtask baseline refresh` is not built yet (tracked as the regression gate issue)"
-        )),
+        Command::PerfGate(args) => perf_gate::run(&args),
+        Command::Baseline(BaselineCommand::Refresh(args)) => {
+            baseline::refresh(&args).map(|()| ExitCode::SUCCESS)
+        }
     };
     match result {
         Ok(code) => code,

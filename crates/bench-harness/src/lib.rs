@@ -1,0 +1,97 @@
+//! Shared criterion glue for every bench crate: ids, allocation counting and `allocations.json`.
+//!
+//! A bench target (`[[bench]] harness = false`) looks like this:
+//!
+//! ```no_run
+//! use std::time::Duration;
+//!
+//! use bench_harness::{BatchSize, Criterion, Group};
+//!
+//! fn cart(c: &mut Criterion) {
+//!     let mut group = Group::new(c, "cart"); // ids are `cart/<operation>[/<parameter>]`
+//!     group.measurement_time(Duration::from_secs(2));
+//!     group.bench("add_item", |b| b.iter(|| vec![1_u64, 2, 3].iter().sum::<u64>()));
+//!     for items in [10, 100] {
+//!         group.bench_with_parameter("total", items, |b| {
+//!             b.iter_batched(|| vec![7_u64; items], |v| v.iter().sum::<u64>(), BatchSize::SmallInput)
+//!         });
+//!     }
+//!     group.finish();
+//! }
+//!
+//! bench_harness::main!(cart);
+//! ```
+//!
+//! [`main!`] replaces `criterion_group!`/`criterion_main!`: it installs [`CountingAllocator`] as
+//! the global allocator, runs the groups, and then writes
+//! `<criterion dir>/<benchmark dir>/new/allocations.json` for every benchmark criterion saved.
+//! [`Group`] refuses to work outside of it, so the counts cannot be forgotten. The file holds
+//! totals over the counted iterations of the measured routine only:
+//! `{"iterations": N, "allocations": A, "bytes": B}` (see [`alloc`] for what is counted and
+//! `benches/README.md` for the whole results contract).
+
+pub mod alloc;
+mod group;
+mod output;
+mod record;
+mod run;
+
+use std::path::PathBuf;
+
+pub use crate::alloc::{AllocationCounts, CountingAllocator, counts};
+pub use crate::group::{Bencher, Group};
+pub use crate::output::{
+    AllocationsFile, WriteSummary, default_output_directory, write_allocation_files,
+};
+pub use crate::record::{Totals, totals};
+pub use crate::run::{GroupFn, run, run_with};
+pub use criterion::{self, BatchSize, Criterion, SamplingMode, Throughput};
+
+// The unit tests count allocations, so their binary needs the counting allocator too.
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: CountingAllocator = CountingAllocator;
+
+/// Why the harness could not finish a run.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The process does not allocate through [`CountingAllocator`].
+    #[error(
+        "the counting allocator is not this binary's global allocator: end the bench target \
+         with `bench_harness::main!(...)`, which installs it"
+    )]
+    AllocatorNotInstalled,
+    /// A file or directory under criterion's output directory could not be read or written.
+    #[error("cannot access {}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A criterion file is not the JSON we expect (or ours could not be serialised).
+    #[error("{} is not valid criterion JSON", path.display())]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// What the parser said.
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Defines the bench target's `main`: installs [`CountingAllocator`] as the global allocator,
+/// runs the given group functions (each `fn(&mut Criterion)`) with criterion configured from the
+/// command line, and writes the allocation counts. Use it instead of `criterion_main!`.
+#[macro_export]
+macro_rules! main {
+    ($($group:path),+ $(,)?) => {
+        #[global_allocator]
+        static BENCH_HARNESS_GLOBAL_ALLOCATOR: $crate::CountingAllocator = $crate::CountingAllocator;
+
+        fn main() -> ::std::process::ExitCode {
+            $crate::run(&[$(&$group),+])
+        }
+    };
+}

@@ -1,0 +1,125 @@
+//! One real criterion run over the four timing loops, then the allocations.json it leaves behind.
+
+use std::hint::black_box;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bench_harness::{AllocationsFile, BatchSize, Criterion, Group};
+use serde::Deserialize;
+
+/// Settings that keep the run to about a second while still going through criterion's warm-up,
+/// sampling and analysis.
+fn quick(group: &mut Group<'_>) {
+    group
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(20))
+        .measurement_time(Duration::from_millis(100))
+        .nresamples(1000);
+}
+
+/// Exactly `n` allocations of 32 bytes each.
+fn allocate(n: usize) -> usize {
+    (0..n)
+        .map(|i| black_box(Box::new([i as u8; 32])).len())
+        .sum()
+}
+
+fn sync_loops(c: &mut Criterion) {
+    let mut group = Group::new(c, "harness-it");
+    quick(&mut group);
+    group.bench("iter", |b| b.iter(|| allocate(2)));
+    // The setup allocates a lot; only the routine's single allocation must be counted.
+    group.bench_with_parameter("batched", "small", |b| {
+        b.iter_batched(|| allocate(50), |x| allocate(1) + x, BatchSize::SmallInput)
+    });
+    group.bench_with_parameter("batched", "per-iteration", |b| {
+        b.iter_batched(
+            || allocate(50),
+            |x| allocate(1) + x,
+            BatchSize::PerIteration,
+        )
+    });
+    group.bench("custom", |b| {
+        b.iter_custom(|iters| {
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                scope.spawn(|| (0..iters).map(|_| allocate(3)).sum::<usize>());
+            });
+            start.elapsed()
+        })
+    });
+    group.finish();
+}
+
+fn async_loop(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut group = Group::new(c, "harness-it");
+    quick(&mut group);
+    group.bench("async", |b| {
+        b.iter_async(&runtime, || async { allocate(4) })
+    });
+    group.finish();
+}
+
+#[derive(Deserialize)]
+struct Sample {
+    iters: Vec<f64>,
+}
+
+fn read_allocations(dir: &Path) -> AllocationsFile {
+    let path = dir.join("new/allocations.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap())
+        .unwrap_or_else(|err| panic!("{}: {err}", path.display()))
+}
+
+fn sampled_iterations(dir: &Path) -> u64 {
+    let sample: Sample =
+        serde_json::from_slice(&std::fs::read(dir.join("new/sample.json")).unwrap()).unwrap();
+    sample.iters.iter().sum::<f64>() as u64
+}
+
+#[test]
+fn a_real_run_writes_per_benchmark_allocation_totals() {
+    let out = tempfile::tempdir().unwrap();
+    let summary = bench_harness::run_with(
+        Criterion::default().without_plots(),
+        out.path(),
+        &[&sync_loops, &async_loop],
+    )
+    .unwrap();
+    assert!(summary.unmatched.is_empty(), "{:?}", summary.unmatched);
+    assert_eq!(summary.written.len(), 5, "{:?}", summary.written);
+
+    let cases: [(&str, f64); 5] = [
+        ("harness-it/iter", 2.0),
+        ("harness-it/batched/small", 1.0),
+        ("harness-it/batched/per-iteration", 1.0),
+        ("harness-it/custom", 3.0),
+        ("harness-it/async", 4.0),
+    ];
+    for (id, per_iteration) in cases {
+        let dir: PathBuf = out.path().join(id);
+        let file = read_allocations(&dir);
+        // Warm-up iterations (all but the very first call) are counted too, so there are at
+        // least as many counted iterations as criterion's samples hold.
+        assert!(
+            file.iterations >= sampled_iterations(&dir),
+            "{id}: {file:?}"
+        );
+        // Other test threads may allocate while we count (counting is process-wide), which can
+        // only add; with this many iterations it cannot move the average by 2%. Spawning the
+        // scoped thread in `custom` allocates a few times per call, which is also far below that.
+        let measured = file.allocations as f64 / file.iterations as f64;
+        assert!(
+            (measured - per_iteration).abs() < 0.02 * per_iteration,
+            "{id}: {measured} allocations per iteration, expected {per_iteration} ({file:?})"
+        );
+        let bytes = file.bytes as f64 / file.iterations as f64;
+        assert!(
+            (bytes - 32.0 * per_iteration).abs() < 0.02 * 32.0 * per_iteration,
+            "{id}: {bytes}"
+        );
+    }
+}

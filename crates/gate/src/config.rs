@@ -1,0 +1,261 @@
+//! Thresholds, and the per-benchmark overrides of `perf-gate.toml`.
+//!
+//! ```toml
+//! # Each override applies to the benchmarks whose id matches `glob` (`*` stays within one
+//! # `/`-separated segment, `**` crosses them). The first matching override wins. Thresholds
+//! # are percentages; the ones left out keep their defaults. `reason` is mandatory and is shown
+//! # in every report next to the benchmarks it affects.
+//! [[override]]
+//! glob = "orders/place/**"
+//! latency = 35
+//! reason = "Talks to PostgreSQL over loopback; CI runners show ±30% between runs (see #123)."
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use globset::{Glob, GlobBuilder, GlobMatcher};
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+
+/// The growth beyond which a metric regresses, in percent.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Thresholds {
+    /// Median time per iteration.
+    pub latency_percent: f64,
+    /// Allocations per iteration.
+    pub allocations_percent: f64,
+    /// Bytes allocated per iteration.
+    pub bytes_percent: f64,
+}
+
+impl Default for Thresholds {
+    fn default() -> Thresholds {
+        Thresholds {
+            latency_percent: 20.0,
+            allocations_percent: 30.0,
+            bytes_percent: 30.0,
+        }
+    }
+}
+
+/// One `[[override]]` entry.
+#[derive(Debug, Clone)]
+pub struct Override {
+    /// The glob as written.
+    pub glob: String,
+    /// The thresholds it sets; `None` keeps the default.
+    pub latency: Option<f64>,
+    /// See `latency`.
+    pub allocations: Option<f64>,
+    /// See `latency`.
+    pub bytes: Option<f64>,
+    /// Why the benchmark needs different thresholds.
+    pub reason: String,
+    matcher: GlobMatcher,
+}
+
+/// The gate's configuration: the overrides, in file order.
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The file it came from, if any.
+    pub path: Option<PathBuf>,
+    /// The overrides.
+    pub overrides: Vec<Override>,
+}
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigFile {
+    /// The default location: a missing file means no overrides.
+    Optional(PathBuf),
+    /// A file the user named: it must exist.
+    Required(PathBuf),
+    /// No configuration at all.
+    None,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(rename = "override", default)]
+    overrides: Vec<RawOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    glob: String,
+    latency: Option<f64>,
+    allocations: Option<f64>,
+    bytes: Option<f64>,
+    reason: Option<String>,
+}
+
+impl Config {
+    /// Loads the configuration from `file`.
+    pub fn load(file: &ConfigFile) -> Result<Config, Error> {
+        let (path, required) = match file {
+            ConfigFile::None => return Ok(Config::default()),
+            ConfigFile::Optional(path) => (path, false),
+            ConfigFile::Required(path) => (path, true),
+        };
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, path),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(Config::default())
+            }
+            Err(source) => Err(Error::Read {
+                path: path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// Parses `text`, the contents of `path` (named in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Config, Error> {
+        let raw: RawConfig = toml::from_str(text).map_err(|source| Error::Toml {
+            path: path.to_owned(),
+            source,
+        })?;
+        let invalid = |index: usize, message: String| Error::Invalid {
+            path: path.to_owned(),
+            message: format!("override #{}: {message}", index + 1),
+        };
+        let mut overrides = Vec::with_capacity(raw.overrides.len());
+        for (index, o) in raw.overrides.into_iter().enumerate() {
+            let reason = o.reason.map(|r| r.trim().to_owned()).unwrap_or_default();
+            if reason.is_empty() {
+                return Err(invalid(
+                    index,
+                    format!("`reason` is mandatory (glob {:?})", o.glob),
+                ));
+            }
+            if o.latency.is_none() && o.allocations.is_none() && o.bytes.is_none() {
+                return Err(invalid(
+                    index,
+                    format!(
+                        "sets none of `latency`, `allocations`, `bytes` (glob {:?})",
+                        o.glob
+                    ),
+                ));
+            }
+            for (name, value) in [
+                ("latency", o.latency),
+                ("allocations", o.allocations),
+                ("bytes", o.bytes),
+            ] {
+                if let Some(value) = value
+                    && !(value.is_finite() && value > 0.0)
+                {
+                    return Err(invalid(
+                        index,
+                        format!("`{name}` must be a positive percentage, not {value}"),
+                    ));
+                }
+            }
+            let glob: Glob = GlobBuilder::new(&o.glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|err| invalid(index, format!("bad glob {:?}: {err}", o.glob)))?;
+            overrides.push(Override {
+                matcher: glob.compile_matcher(),
+                glob: o.glob,
+                latency: o.latency,
+                allocations: o.allocations,
+                bytes: o.bytes,
+                reason,
+            });
+        }
+        Ok(Config {
+            path: Some(path.to_owned()),
+            overrides,
+        })
+    }
+
+    /// The first override matching `id`, if any.
+    pub fn override_for(&self, id: &str) -> Option<&Override> {
+        self.overrides.iter().find(|o| o.matcher.is_match(id))
+    }
+
+    /// The thresholds for `id`: the defaults, with the first matching override applied.
+    pub fn thresholds_for(&self, id: &str) -> Thresholds {
+        let defaults = Thresholds::default();
+        match self.override_for(id) {
+            None => defaults,
+            Some(o) => Thresholds {
+                latency_percent: o.latency.unwrap_or(defaults.latency_percent),
+                allocations_percent: o.allocations.unwrap_or(defaults.allocations_percent),
+                bytes_percent: o.bytes.unwrap_or(defaults.bytes_percent),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, Error> {
+        Config::parse(text, Path::new("perf-gate.toml"))
+    }
+
+    #[test]
+    fn first_matching_override_wins_and_keeps_other_defaults() {
+        let config = parse(
+            r#"
+            [[override]]
+            glob = "cart/checkout/*"
+            latency = 50
+            reason = "noisy"
+
+            [[override]]
+            glob = "cart/**"
+            allocations = 45.5
+            reason = "caches warm up"
+            "#,
+        )
+        .unwrap();
+        let t = config.thresholds_for("cart/checkout/10");
+        assert_eq!(
+            (t.latency_percent, t.allocations_percent, t.bytes_percent),
+            (50.0, 30.0, 30.0)
+        );
+        assert_eq!(
+            config.override_for("cart/checkout/10").unwrap().reason,
+            "noisy"
+        );
+        // `*` does not cross a `/`, `**` does.
+        let t = config.thresholds_for("cart/checkout/10/deep");
+        assert_eq!(t.allocations_percent, 45.5);
+        assert_eq!(config.thresholds_for("orders/place"), Thresholds::default());
+    }
+
+    #[test]
+    fn a_reason_is_mandatory() {
+        let err = parse("[[override]]\nglob = \"a/*\"\nlatency = 30\n").unwrap_err();
+        assert!(err.to_string().contains("`reason` is mandatory"), "{err}");
+        assert!(err.to_string().contains("perf-gate.toml"), "{err}");
+        let err = parse("[[override]]\nglob = \"a/*\"\nlatency = 30\nreason = \"  \"\n");
+        assert!(err.is_err());
+    }
+
+    #[test]
+    fn bad_entries_are_refused() {
+        assert!(parse("[[override]]\nglob = \"a\"\nreason = \"r\"\n").is_err()); // no threshold
+        assert!(parse("[[override]]\nglob = \"a\"\nlatency = -5\nreason = \"r\"\n").is_err());
+        assert!(parse("[[override]]\nglob = \"[\"\nlatency = 5\nreason = \"r\"\n").is_err());
+        assert!(parse("[[override]]\nglob = \"a\"\nlatncy = 5\nreason = \"r\"\n").is_err());
+        assert!(matches!(parse("not toml ["), Err(Error::Toml { .. })));
+    }
+
+    #[test]
+    fn missing_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("perf-gate.toml");
+        let optional = Config::load(&ConfigFile::Optional(missing.clone())).unwrap();
+        assert!(optional.overrides.is_empty());
+        let required = Config::load(&ConfigFile::Required(missing));
+        assert!(matches!(required, Err(Error::Read { .. })));
+    }
+}

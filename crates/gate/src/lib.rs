@@ -1,0 +1,338 @@
+//! The performance regression gate: criterion's results against the committed baselines, with a
+//! verdict, reports, and the baseline refresh. `cargo xtask perf-gate` and `cargo xtask baseline
+//! refresh` are thin front ends over [`run_gate`] and [`refresh`].
+//!
+//! The gate knows nothing of the domains it measures: a benchmark is an id
+//! (`<suite>/<operation>[/<parameter>]`), criterion's files, and optional allocation counts.
+//!
+//! # Inputs
+//!
+//! Under the criterion directory, every `<benchmark>/new/` holding a `benchmark.json` is a
+//! result: `benchmark.json` gives the id (`full_id`), `sample.json` the samples (time per
+//! iteration `times[i] / iters[i]`), `estimates.json` the median and its confidence interval,
+//! and the bench harness's `allocations.json` (`{"iterations", "allocations", "bytes"}`, totals)
+//! the allocations and bytes per iteration. Baselines are `<baseline dir>/<suite>.json` (see
+//! [`baseline::SuiteBaseline`]), holding the same [`Measurement`] per benchmark plus a
+//! [`Fingerprint`] of where they were measured.
+//!
+//! # Rules
+//!
+//! Each benchmark gets one [`Status`]: regressed, improved, unchanged, new (no baseline) or
+//! missing (in the baseline, not in the results). Thresholds default to 20% (latency), 30%
+//! (allocations), 30% (bytes) and can be overridden per glob in `perf-gate.toml` (see
+//! [`config`]), with a mandatory reason shown in the reports.
+//!
+//! **Latency** regresses when both hold, with `t` the threshold:
+//!
+//! 1. the median time per iteration grew by more than `t`: `current / baseline > 1 + t`;
+//! 2. a one-sided Mann-Whitney U test of the current samples against the baseline samples
+//!    multiplied by `1 + t` rejects "current is not slower than `(1 + t)` × baseline" at
+//!    α = 0.01 (normal approximation with tie and continuity corrections; [`stats`]).
+//!
+//! It improves in the mirror case: median below `baseline / (1 + t)` (for 20%: 16.7% faster)
+//! and the test against the baseline divided by `1 + t` rejects "not faster".
+//!
+//! Why this rule. A rank test alone is the wrong question: samples within one run are tight
+//! and correlated, so between two runs of the same code a drift of a few percent is already
+//! "significant" — on a shared machine every benchmark would regress. The threshold does the
+//! real work (it says how much change matters), and the test, run against the baseline *scaled
+//! by the threshold*, only asks whether the excess over the threshold is more than noise, so a
+//! median that crosses 20% on a handful of jittery samples does not fail the build. Mann-Whitney
+//! rather than a bootstrap because it is deterministic (no resampling seed), cheap, and works
+//! on ranks, so the rare 100 ms spikes of a shared machine move a rank, not a mean. Testing the
+//! scaled baseline also needs no assumption about the distribution's shape beyond a change of
+//! scale, which is what a slower routine looks like.
+//!
+//! False alarms. With independent samples, the rule fires at most α = 1% of the time when the
+//! true slowdown is exactly `t` (the worst case) and essentially never when nothing changed:
+//! in the simulation in `compare.rs` (`false_alarm_rate_of_the_latency_rule`, 2000 trials of
+//! 50 + 50 samples, 5% log-normal noise plus 2% spikes) it flagged 0% at +0% and +10%, 0.5% at
+//! +20% and 100% at +30%. Across a suite of `k` benchmarks the worst case adds up to `k` × 1%.
+//!
+//! What it does not protect against: drift *between* runs. Both samples are assumed to come
+//! from the same machine state; if the whole machine is 25% slower during the second run, the
+//! samples are cleanly separated, the test is confident, and the benchmark is reported as
+//! regressed. Only repeating the measurement tells a real regression from a slow moment — the
+//! confirmation re-run (see [`BenchmarkReport::with_confirmation`] and [`compare::confirm`])
+//! exists for that. Machine *differences* are caught by the fingerprint instead (below).
+//!
+//! **Allocations and bytes** per iteration regress when they grow by more than their threshold
+//! (exact counts, no statistics), and from zero to anything; they improve when they shrink by
+//! more than the threshold (`baseline > current × (1 + t)`), or drop to zero. If the baseline
+//! has counts and the results do not, the gate stops with an error naming the missing
+//! `allocations.json` (a run without counting must not pass silently).
+//!
+//! A baseline whose [`Fingerprint`] differs from this machine's (CPU model, logical cores,
+//! memory in whole GiB, OS, rustc; never the commit or date) is a loud warning in every report.
+//!
+//! Never a silent pass: no results, no benchmark in common with the baselines, a missing
+//! baseline directory, or an unreadable or corrupt file (named) is an [`Error`] — exit code 2.
+//!
+//! # The JSON report
+//!
+//! `--json` writes ([`render::json`]):
+//!
+//! ```text
+//! {
+//!   "schema_version": 1,
+//!   "verdict": "pass" | "fail" | "error",
+//!   "error": null | "the message, when verdict is error",
+//!   "summary": {"total", "regressed", "improved", "unchanged", "new", "missing"},
+//!   "thresholds": {"latency_percent", "allocations_percent", "bytes_percent"},  // defaults
+//!   "alpha": 0.01,
+//!   "fingerprint": {"current": Fingerprint | null,
+//!                   "mismatches": [{"suite", "baseline": Fingerprint,
+//!                                   "differences": [{"field", "baseline", "current"}]}]},
+//!   "unused_overrides": ["glob", ...],
+//!   "warnings": ["...", ...],
+//!   "benchmarks": [{
+//!     "id", "suite",
+//!     "status": "regressed" | "improved" | "unchanged" | "new" | "missing",
+//!     "regressions": ["latency" | "allocations" | "bytes", ...],
+//!     "improvements": [...],
+//!     "thresholds": {"latency_percent", "allocations_percent", "bytes_percent"},
+//!     "override": null | {"glob", "reason"},
+//!     "reason": "one line for humans",
+//!     "latency": null | {"baseline_median_ns", "baseline_ci_ns": [lo, hi],
+//!                        "current_median_ns", "current_ci_ns": [lo, hi], "ratio",
+//!                        "change_percent", "p_regression", "p_improvement"},
+//!     "allocations": null | {"baseline_per_iteration", "current_per_iteration",
+//!                            "change_percent" (null when the baseline is 0)},
+//!     "bytes": null | (same as allocations),
+//!     "notes": ["...", ...],
+//!     "confirmation": null | {"status", "regressions", "improvements", "latency",
+//!                             "allocations", "bytes", "notes"}
+//!   }, ...]   // regressions first, then missing, new, improved, unchanged; by id within
+//! }
+//! ```
+//!
+//! With a confirmation run, `status`, `regressions` and `improvements` are the final verdict
+//! (what both runs agree on) while `latency`, `allocations`, `bytes` and `notes` describe the
+//! first run.
+
+pub mod baseline;
+pub mod compare;
+pub mod config;
+mod error;
+pub mod fingerprint;
+pub mod render;
+pub mod report;
+pub mod results;
+pub mod stats;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+pub use crate::compare::{ALPHA, Comparison, Metric, Status, compare};
+pub use crate::config::{Config, ConfigFile, Thresholds};
+pub use crate::error::{Error, exit_code};
+pub use crate::fingerprint::Fingerprint;
+pub use crate::report::{AppliedOverride, BenchmarkReport, Report, Verdict};
+pub use crate::results::{Measurement, Results, read_results, suite_of};
+
+use crate::baseline::{FORMAT, SuiteBaseline};
+use crate::report::{FingerprintMismatch, FingerprintReport};
+
+/// What [`run_gate`] compares.
+#[derive(Debug, Clone)]
+pub struct GateOptions {
+    /// Criterion's output directory.
+    pub criterion_dir: PathBuf,
+    /// The directory of `<suite>.json` baselines.
+    pub baseline_dir: PathBuf,
+    /// The overrides.
+    pub config: ConfigFile,
+    /// Only results written at or after this moment count (set when the gate ran the
+    /// benchmarks itself, so leftovers of older runs are ignored).
+    pub newer_than: Option<SystemTime>,
+    /// Only these suites (results and baselines); all when `None`.
+    pub suites: Option<BTreeSet<String>>,
+    /// This machine.
+    pub fingerprint: Fingerprint,
+}
+
+/// Compares the results with the baselines. `Ok` carries a verdict (pass or fail); `Err` is a
+/// usage or data error.
+pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
+    let config = Config::load(&options.config)?;
+    let mut results = read_results(&options.criterion_dir, options.newer_than)?;
+    let mut baselines = baseline::read_dir(&options.baseline_dir)?;
+    if let Some(suites) = &options.suites {
+        results
+            .benchmarks
+            .retain(|id, _| suites.contains(suite_of(id)));
+        baselines.retain(|suite, _| suites.contains(suite));
+        if results.benchmarks.is_empty() {
+            return Err(Error::NoResults {
+                dir: options.criterion_dir.clone(),
+            });
+        }
+    }
+
+    let baseline_of: BTreeMap<&str, &Measurement> = baselines
+        .values()
+        .flat_map(|b| b.benchmarks.iter().map(|(id, m)| (id.as_str(), m)))
+        .collect();
+    let ids: BTreeSet<&str> = results
+        .benchmarks
+        .keys()
+        .map(String::as_str)
+        .chain(baseline_of.keys().copied())
+        .collect();
+
+    let mut in_common = 0;
+    let mut used_overrides = BTreeSet::new();
+    let mut benchmarks = Vec::with_capacity(ids.len());
+    for id in ids {
+        let thresholds = config.thresholds_for(id);
+        let applied_override = config.override_for(id).map(|o| {
+            used_overrides.insert(o.glob.clone());
+            AppliedOverride {
+                glob: o.glob.clone(),
+                reason: o.reason.clone(),
+            }
+        });
+        let measured = match (baseline_of.get(id), results.benchmarks.get(id)) {
+            (Some(base), Some(current)) => {
+                in_common += 1;
+                if base.allocations_per_iteration.is_some()
+                    && current.measurement.allocations_per_iteration.is_none()
+                {
+                    return Err(Error::Invalid {
+                        path: current.dir.join("allocations.json"),
+                        message: format!(
+                            "missing, but the baseline of {id} has allocation counts: was the \
+                             benchmark run through `bench_harness::main!`?"
+                        ),
+                    });
+                }
+                compare(base, &current.measurement, &thresholds)
+            }
+            (None, Some(_)) => Comparison::new_benchmark(),
+            (Some(_), None) => Comparison::missing(),
+            (None, None) => unreachable!("every id comes from the results or the baselines"),
+        };
+        benchmarks.push(BenchmarkReport {
+            id: id.to_owned(),
+            suite: suite_of(id).to_owned(),
+            thresholds,
+            applied_override,
+            measured,
+            confirmation: None,
+        });
+    }
+    if in_common == 0 {
+        return Err(Error::NothingInCommon {
+            results: results.benchmarks.len(),
+            criterion_dir: options.criterion_dir.clone(),
+            baseline_dir: options.baseline_dir.clone(),
+        });
+    }
+
+    let mismatches = baselines
+        .values()
+        .filter_map(|b| {
+            let differences = b.fingerprint.differences(&options.fingerprint);
+            (!differences.is_empty()).then(|| FingerprintMismatch {
+                suite: b.suite.clone(),
+                baseline: b.fingerprint.clone(),
+                differences,
+            })
+        })
+        .collect();
+    let unused_overrides = config
+        .overrides
+        .iter()
+        .filter(|o| !used_overrides.contains(&o.glob))
+        .map(|o| o.glob.clone())
+        .collect();
+
+    Ok(Report::new(
+        Thresholds::default(),
+        ALPHA,
+        FingerprintReport {
+            current: options.fingerprint.clone(),
+            mismatches,
+        },
+        benchmarks,
+        unused_overrides,
+        results.warnings,
+    ))
+}
+
+/// What [`refresh`] rewrites.
+#[derive(Debug, Clone)]
+pub struct RefreshOptions {
+    /// Criterion's output directory.
+    pub criterion_dir: PathBuf,
+    /// The directory of `<suite>.json` baselines (created if missing).
+    pub baseline_dir: PathBuf,
+    /// Only results written at or after this moment count.
+    pub newer_than: Option<SystemTime>,
+    /// Only these suites; all suites in the results when `None`.
+    pub suites: Option<BTreeSet<String>>,
+    /// This machine, recorded in every file written.
+    pub fingerprint: Fingerprint,
+}
+
+/// One baseline file written by [`refresh`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefreshedSuite {
+    /// The suite.
+    pub suite: String,
+    /// The file.
+    pub path: PathBuf,
+    /// How many benchmarks it holds.
+    pub benchmarks: usize,
+}
+
+/// Rewrites the baseline of every suite in the results, atomically, one file per suite. Suites
+/// that are not in the results are left untouched; a suite's file is replaced as a whole, so
+/// benchmarks that no longer exist leave the baseline.
+pub fn refresh(options: &RefreshOptions) -> Result<Vec<RefreshedSuite>, Error> {
+    let results = read_results(&options.criterion_dir, options.newer_than)?;
+    let mut suites: BTreeMap<String, SuiteBaseline> = BTreeMap::new();
+    for (id, result) in results.benchmarks {
+        let suite = suite_of(&id).to_owned();
+        if options
+            .suites
+            .as_ref()
+            .is_some_and(|wanted| !wanted.contains(&suite))
+        {
+            continue;
+        }
+        if suite.is_empty() || suite.contains(['\\', '.']) {
+            return Err(Error::Invalid {
+                path: result.dir.join("benchmark.json"),
+                message: format!("the id {id:?} does not start with a usable suite name"),
+            });
+        }
+        suites
+            .entry(suite.clone())
+            .or_insert_with(|| SuiteBaseline {
+                format: FORMAT,
+                suite,
+                fingerprint: options.fingerprint.clone(),
+                benchmarks: BTreeMap::new(),
+            })
+            .benchmarks
+            .insert(id, result.measurement);
+    }
+    if suites.is_empty() {
+        return Err(Error::NoResults {
+            dir: options.criterion_dir.clone(),
+        });
+    }
+    let mut written = Vec::with_capacity(suites.len());
+    for (suite, content) in suites {
+        let path = baseline::path_of(&options.baseline_dir, &suite);
+        baseline::write_atomically(&path, baseline::to_json(&content).as_bytes())?;
+        written.push(RefreshedSuite {
+            suite,
+            path,
+            benchmarks: content.benchmarks.len(),
+        });
+    }
+    Ok(written)
+}

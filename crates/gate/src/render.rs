@@ -1,0 +1,256 @@
+//! The report in four forms: a terminal table, Markdown for pull requests, JSON for scripts,
+//! JUnit XML for CI test views. Each renderer is a pure function of the [`Report`].
+
+pub mod json;
+pub mod junit;
+pub mod markdown;
+pub mod terminal;
+
+use crate::compare::{CountComparison, Metric, Status, p_text, signed_percent};
+use crate::report::{BenchmarkReport, FingerprintMismatch, Report};
+
+/// A time in nanoseconds with three significant digits and a unit: `812 ns`, `7.05 µs`.
+pub fn format_time(ns: f64) -> String {
+    let (value, unit) = if ns < 1e3 {
+        (ns, "ns")
+    } else if ns < 1e6 {
+        (ns / 1e3, "µs")
+    } else if ns < 1e9 {
+        (ns / 1e6, "ms")
+    } else {
+        (ns / 1e9, "s")
+    };
+    format!("{} {unit}", three_digits(value))
+}
+
+fn three_digits(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0}")
+    } else if value >= 10.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+/// A per-iteration count: whole numbers as such, fractions with enough digits to see them.
+pub fn format_count(value: f64) -> String {
+    if value == 0.0 {
+        "0".to_owned()
+    } else if (value - value.round()).abs() < 0.005 && value >= 1.0 {
+        format!("{value:.0}")
+    } else if value >= 1.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.3e}")
+    }
+}
+
+/// A per-iteration byte count with a binary unit.
+pub fn format_bytes(value: f64) -> String {
+    if value >= f64::from(1u32 << 20) {
+        format!("{} MiB", three_digits(value / f64::from(1u32 << 20)))
+    } else if value >= 1024.0 {
+        format!("{} KiB", three_digits(value / 1024.0))
+    } else {
+        format!("{} B", format_count(value))
+    }
+}
+
+/// The change of a count, or `new` when the baseline is zero and the count is not.
+fn count_change(c: &CountComparison) -> String {
+    match c.change_percent {
+        Some(percent) => signed_percent(percent),
+        None if c.current_per_iteration > 0.0 => "from 0".to_owned(),
+        None => "+0.0%".to_owned(),
+    }
+}
+
+/// A one-line summary of one side: `7.05 µs, 10 allocs, 640 B`.
+fn side(b: &BenchmarkReport, baseline: bool) -> String {
+    let m = &b.measured;
+    let mut parts = Vec::new();
+    if let Some(l) = &m.latency {
+        parts.push(format_time(if baseline {
+            l.baseline_median_ns
+        } else {
+            l.current_median_ns
+        }));
+    }
+    let pick = |c: &CountComparison| {
+        if baseline {
+            c.baseline_per_iteration
+        } else {
+            c.current_per_iteration
+        }
+    };
+    if let Some(a) = &m.allocations {
+        parts.push(format!("{} allocs", format_count(pick(a))));
+    }
+    if let Some(bytes) = &m.bytes {
+        parts.push(format_bytes(pick(bytes)));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(", ")
+    }
+}
+
+/// The baseline column.
+pub fn baseline_cell(b: &BenchmarkReport) -> String {
+    side(b, true)
+}
+
+/// The current column.
+pub fn current_cell(b: &BenchmarkReport) -> String {
+    side(b, false)
+}
+
+/// The change column: time / allocations / bytes.
+pub fn change_cell(b: &BenchmarkReport) -> String {
+    let m = &b.measured;
+    let mut parts = Vec::new();
+    if let Some(l) = &m.latency {
+        parts.push(signed_percent(l.change_percent));
+    }
+    if let Some(a) = &m.allocations {
+        parts.push(count_change(a));
+    }
+    if let Some(bytes) = &m.bytes {
+        parts.push(count_change(bytes));
+    }
+    if parts.is_empty() {
+        "—".to_owned()
+    } else {
+        parts.join(" / ")
+    }
+}
+
+fn metric_explanation(b: &BenchmarkReport, metric: Metric, regressed: bool) -> String {
+    let m = &b.measured;
+    let t = &b.thresholds;
+    let count = |name: &str, c: &CountComparison, percent: f64| match c.change_percent {
+        Some(change) if regressed => {
+            format!("{name} {} > +{percent}%", signed_percent(change))
+        }
+        Some(change) => format!("{name} {}, beyond {percent}%", signed_percent(change)),
+        None => format!(
+            "{name} from 0 to {} per iteration",
+            format_count(c.current_per_iteration)
+        ),
+    };
+    match metric {
+        Metric::Latency => match &m.latency {
+            Some(l) if regressed => format!(
+                "time {} > +{}% ({})",
+                signed_percent(l.change_percent),
+                t.latency_percent,
+                p_text(l.p_regression)
+            ),
+            Some(l) => format!(
+                "time {}, beyond {}% ({})",
+                signed_percent(l.change_percent),
+                t.latency_percent,
+                p_text(l.p_improvement)
+            ),
+            None => "time".to_owned(),
+        },
+        Metric::Allocations => match &m.allocations {
+            Some(c) => count("allocations", c, t.allocations_percent),
+            None => "allocations".to_owned(),
+        },
+        Metric::Bytes => match &m.bytes {
+            Some(c) => count("bytes", c, t.bytes_percent),
+            None => "bytes".to_owned(),
+        },
+    }
+}
+
+/// Why the benchmark has its status, in one line (override reason included).
+pub fn reason(b: &BenchmarkReport) -> String {
+    let mut parts: Vec<String> = match b.status() {
+        Status::Regressed => b
+            .regressions()
+            .into_iter()
+            .map(|m| metric_explanation(b, m, true))
+            .collect(),
+        Status::Improved => b
+            .improvements()
+            .into_iter()
+            .map(|m| metric_explanation(b, m, false))
+            .collect(),
+        Status::Unchanged | Status::New | Status::Missing => b.measured.notes.clone(),
+    };
+    if let Some(confirmation) = &b.confirmation {
+        parts.push(format!(
+            "confirmation run: {}",
+            confirmation.status.as_str()
+        ));
+    }
+    if let Some(o) = &b.applied_override {
+        parts.push(format!("override `{}`: {}", o.glob, o.reason));
+    }
+    parts.join("; ")
+}
+
+/// `verdict — counts` summary line shared by the renderers.
+pub fn summary_counts(report: &Report) -> String {
+    format!(
+        "{} regressed, {} improved, {} unchanged, {} new, {} missing",
+        report.count(Status::Regressed),
+        report.count(Status::Improved),
+        report.count(Status::Unchanged),
+        report.count(Status::New),
+        report.count(Status::Missing)
+    )
+}
+
+/// The thresholds and significance level, for the footer.
+pub fn rules_line(report: &Report) -> String {
+    let t = &report.thresholds;
+    format!(
+        "thresholds: latency +{}% (and significant at α = {}), allocations +{}%, bytes +{}%",
+        t.latency_percent, report.alpha, t.allocations_percent, t.bytes_percent
+    )
+}
+
+/// The fingerprint warning for one suite, as plain text lines.
+pub fn mismatch_lines(mismatch: &FingerprintMismatch) -> Vec<String> {
+    let mut lines = vec![format!(
+        "the baseline of suite `{}` was measured on a different machine (commit {}, {}):",
+        mismatch.suite, mismatch.baseline.git_commit, mismatch.baseline.date
+    )];
+    for d in &mismatch.differences {
+        lines.push(format!(
+            "  {}: {} (baseline) vs {} (here)",
+            d.field, d.baseline, d.current
+        ));
+    }
+    lines.push(
+        "  timings are not comparable: refresh the baseline on this machine, or run the gate \
+         where it was measured"
+            .to_owned(),
+    );
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_read_well() {
+        assert_eq!(format_time(812.4), "812 ns");
+        assert_eq!(format_time(7052.6), "7.05 µs");
+        assert_eq!(format_time(12_345_678.0), "12.3 ms");
+        assert_eq!(format_time(2.5e9), "2.50 s");
+        assert_eq!(format_count(10.0), "10");
+        assert_eq!(format_count(10.000_787), "10");
+        assert_eq!(format_count(2.5), "2.50");
+        assert_eq!(format_count(0.0012), "1.200e-3");
+        assert_eq!(format_bytes(640.0), "640 B");
+        assert_eq!(format_bytes(4096.0), "4.00 KiB");
+        assert_eq!(format_bytes(3.0 * 1048576.0), "3.00 MiB");
+    }
+}

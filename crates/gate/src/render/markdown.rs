@@ -1,0 +1,106 @@
+//! The Markdown report (a pull request comment or `$GITHUB_STEP_SUMMARY`): the verdict and the
+//! offending benchmarks first, everything else folded away.
+
+use std::fmt::Write as _;
+
+use super::{
+    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, summary_counts,
+};
+use crate::compare::Status;
+use crate::report::{BenchmarkReport, Report, Verdict};
+
+/// Escapes text for a table cell: pipes would split the cell, newlines would end the row.
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
+}
+
+fn table(out: &mut String, benchmarks: &[&BenchmarkReport], with_status: bool) {
+    if with_status {
+        out.push_str("| Status | Benchmark | Baseline | Current | Change (time / allocs / bytes) | Reason |\n");
+        out.push_str("|---|---|---|---|---|---|\n");
+    } else {
+        out.push_str(
+            "| Benchmark | Baseline | Current | Change (time / allocs / bytes) | Reason |\n",
+        );
+        out.push_str("|---|---|---|---|---|\n");
+    }
+    for b in benchmarks {
+        if with_status {
+            let _ = write!(out, "| {} ", b.status().as_str());
+        }
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} | {} |",
+            cell(&b.id),
+            cell(&baseline_cell(b)),
+            cell(&current_cell(b)),
+            cell(&change_cell(b)),
+            cell(&reason(b))
+        );
+    }
+}
+
+/// Renders the report as Markdown.
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let total = report.benchmarks.len();
+    let regressed = report.count(Status::Regressed);
+    let _ = match report.verdict {
+        Verdict::Fail => writeln!(
+            out,
+            "## ❌ Performance gate: FAIL — {regressed} of {total} benchmarks regressed\n"
+        ),
+        _ => writeln!(
+            out,
+            "## ✅ Performance gate: PASS — no regression in {total} benchmarks\n"
+        ),
+    };
+
+    for mismatch in &report.fingerprint.mismatches {
+        out.push_str("> [!WARNING]\n");
+        for (i, line) in mismatch_lines(mismatch).iter().enumerate() {
+            let text = line.trim_start();
+            if i == 0 {
+                let _ = writeln!(out, "> **{}**", cell(text));
+            } else {
+                let _ = writeln!(out, "> - {}", cell(text));
+            }
+        }
+        out.push('\n');
+    }
+
+    let offending: Vec<&BenchmarkReport> = report
+        .benchmarks
+        .iter()
+        .filter(|b| b.status() == Status::Regressed)
+        .collect();
+    if !offending.is_empty() {
+        table(&mut out, &offending, false);
+        out.push('\n');
+    }
+
+    let _ = writeln!(out, "{}.\n", summary_counts(report));
+    for warning in &report.warnings {
+        let _ = writeln!(out, "- ⚠️ {}", cell(warning));
+    }
+    for glob in &report.unused_overrides {
+        let _ = writeln!(out, "- the override `{}` matched no benchmark", cell(glob));
+    }
+    if !report.warnings.is_empty() || !report.unused_overrides.is_empty() {
+        out.push('\n');
+    }
+
+    let _ = writeln!(out, "<details><summary>All {total} benchmarks</summary>\n");
+    let all: Vec<&BenchmarkReport> = report.benchmarks.iter().collect();
+    table(&mut out, &all, true);
+    let _ = writeln!(out, "\n{}\n\n</details>", rules_line(report));
+    out
+}
+
+/// The Markdown for a gate that could not reach a verdict.
+pub fn render_error(message: &str) -> String {
+    format!(
+        "## ⚠️ Performance gate: ERROR — no verdict\n\n```text\n{}\n```\n",
+        message.replace("```", "'''")
+    )
+}

@@ -1,0 +1,154 @@
+//! End-to-end tests of `cargo xtask perf-gate` and `cargo xtask baseline refresh` through the
+//! real binary: flags, exit codes and report files, over the gate's criterion fixtures.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn fixture(scenario: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../crates/gate/tests/it/fixtures")
+        .join(scenario)
+}
+
+/// Runs the xtask binary with `args`, isolated from the caller's CI environment.
+fn xtask(args: &[&std::ffi::OsStr]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("CRITERION_HOME")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("the xtask binary runs")
+}
+
+fn os(s: &str) -> &std::ffi::OsStr {
+    std::ffi::OsStr::new(s)
+}
+
+struct Workspace {
+    dir: tempfile::TempDir,
+}
+
+impl Workspace {
+    fn new() -> Workspace {
+        let dir = tempfile::tempdir().unwrap();
+        // An empty configuration, so overrides in the repository's perf-gate.toml cannot
+        // change what these tests see.
+        std::fs::write(dir.path().join("perf-gate.toml"), "").unwrap();
+        Workspace { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn refresh(&self, scenario: &str) -> Output {
+        let (criterion, baselines) = (fixture(scenario), self.path("baselines"));
+        xtask(&[
+            os("baseline"),
+            os("refresh"),
+            os("--no-run"),
+            os("--criterion-dir"),
+            criterion.as_os_str(),
+            os("--baseline-dir"),
+            baselines.as_os_str(),
+        ])
+    }
+
+    fn gate(&self, criterion: &Path, extra: &[&std::ffi::OsStr]) -> Output {
+        let (baselines, config) = (self.path("baselines"), self.path("perf-gate.toml"));
+        let mut args = vec![
+            os("perf-gate"),
+            os("--no-run"),
+            os("--criterion-dir"),
+            criterion.as_os_str(),
+            os("--baseline-dir"),
+            baselines.as_os_str(),
+            os("--config"),
+            config.as_os_str(),
+        ];
+        args.extend_from_slice(extra);
+        xtask(&args)
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn refresh_then_gate_exits_zero() {
+    let ws = Workspace::new();
+    let refreshed = ws.refresh("baseline");
+    assert_eq!(refreshed.status.code(), Some(0), "{}", stderr(&refreshed));
+    assert!(ws.path("baselines/calibration.json").is_file());
+    let gated = ws.gate(&fixture("same"), &[]);
+    assert_eq!(gated.status.code(), Some(0), "{}", stderr(&gated));
+    assert!(String::from_utf8_lossy(&gated.stdout).contains("perf-gate: PASS"));
+}
+
+#[test]
+fn a_regression_exits_one_and_writes_every_report() {
+    let ws = Workspace::new();
+    ws.refresh("baseline");
+    let (json, markdown, junit) = (ws.path("r.json"), ws.path("r.md"), ws.path("r.xml"));
+    let gated = ws.gate(
+        &fixture("slower30"),
+        &[
+            os("--json"),
+            json.as_os_str(),
+            os("--markdown"),
+            markdown.as_os_str(),
+            os("--junit"),
+            junit.as_os_str(),
+        ],
+    );
+    assert_eq!(gated.status.code(), Some(1), "{}", stderr(&gated));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "fail");
+    assert_eq!(report["benchmarks"][0]["id"], "calibration/checksum/3840");
+    assert!(std::fs::read_to_string(&markdown).unwrap().contains("FAIL"));
+    assert!(
+        std::fs::read_to_string(&junit)
+            .unwrap()
+            .contains("<failure ")
+    );
+}
+
+#[test]
+fn data_and_usage_errors_exit_two_and_say_why() {
+    let ws = Workspace::new();
+    ws.refresh("baseline");
+
+    let empty = ws.path("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let json = ws.path("error.json");
+    let gated = ws.gate(&empty, &[os("--json"), json.as_os_str()]);
+    assert_eq!(gated.status.code(), Some(2));
+    assert!(
+        stderr(&gated).contains(&empty.display().to_string()),
+        "{}",
+        stderr(&gated)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(report["verdict"], "error");
+
+    let missing_config = ws.path("nope.toml");
+    let criterion = fixture("same");
+    let baselines = ws.path("baselines");
+    let gated = xtask(&[
+        os("perf-gate"),
+        os("--no-run"),
+        os("--criterion-dir"),
+        criterion.as_os_str(),
+        os("--baseline-dir"),
+        baselines.as_os_str(),
+        os("--config"),
+        missing_config.as_os_str(),
+    ]);
+    assert_eq!(gated.status.code(), Some(2));
+    assert!(stderr(&gated).contains("nope.toml"), "{}", stderr(&gated));
+
+    let usage = xtask(&[os("perf-gate"), os("--no-such-flag")]);
+    assert_eq!(usage.status.code(), Some(2));
+}
