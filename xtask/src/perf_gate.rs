@@ -23,8 +23,10 @@ pub(crate) fn run_benchmarks(criterion_dir: &Path) -> anyhow::Result<()> {
     // must be given an absolute path.
     let criterion_dir = std::path::absolute(criterion_dir)
         .with_context(|| format!("cannot resolve {}", criterion_dir.display()))?;
+    // `--bench '*'` selects the `[[bench]]` targets only; `--benches` would also run every
+    // library's (empty) libtest harness in bench mode.
     cargo()
-        .args(["bench", "--workspace", "--benches"])
+        .args(["bench", "--workspace", "--bench", "*"])
         .env("CRITERION_HOME", &criterion_dir)
         .run()
 }

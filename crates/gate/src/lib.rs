@@ -46,8 +46,8 @@
 //! False alarms. With independent samples, the rule fires at most α = 1% of the time when the
 //! true slowdown is exactly `t` (the worst case) and essentially never when nothing changed:
 //! in the simulation in `compare.rs` (`false_alarm_rate_of_the_latency_rule`, 2000 trials of
-//! 50 + 50 samples, 5% log-normal noise plus 2% spikes) it flagged 0% at +0% and +10%, 0.5% at
-//! +20% and 100% at +30%. Across a suite of `k` benchmarks the worst case adds up to `k` × 1%.
+//! 50 + 50 samples, 5% log-normal noise plus 2% spikes) it flagged 0% at +0% and +10%, 0.75%
+//! at +20% and 100% at +30%. Across a suite of `k` benchmarks the worst case adds up to `k` × 1%.
 //!
 //! What it does not protect against: drift *between* runs. Both samples are assumed to come
 //! from the same machine state; if the whole machine is 25% slower during the second run, the
@@ -78,11 +78,11 @@
 //!   "verdict": "pass" | "fail" | "error",
 //!   "error": null | "the message, when verdict is error",
 //!   "summary": {"total", "regressed", "improved", "unchanged", "new", "missing"},
-//!   "thresholds": {"latency_percent", "allocations_percent", "bytes_percent"},  // defaults
-//!   "alpha": 0.01,
-//!   "fingerprint": {"current": Fingerprint | null,
-//!                   "mismatches": [{"suite", "baseline": Fingerprint,
-//!                                   "differences": [{"field", "baseline", "current"}]}]},
+//!   "thresholds": null | {"latency_percent", "allocations_percent", "bytes_percent"},
+//!   "alpha": null | 0.01,
+//!   "fingerprint": null | {"current": Fingerprint,
+//!                          "mismatches": [{"suite", "baseline": Fingerprint,
+//!                                          "differences": [{"field", "baseline", "current"}]}]},
 //!   "unused_overrides": ["glob", ...],
 //!   "warnings": ["...", ...],
 //!   "benchmarks": [{
@@ -105,6 +105,10 @@
 //!   }, ...]   // regressions first, then missing, new, improved, unchanged; by id within
 //! }
 //! ```
+//!
+//! `thresholds` (the defaults), `alpha` and `fingerprint` are `null` only in an error report.
+//! A `Fingerprint` is `{"cpu_model", "logical_cores", "memory_bytes", "os", "rustc",
+//! "git_commit", "date"}`.
 //!
 //! With a confirmation run, `status`, `regressions` and `improvements` are the final verdict
 //! (what both runs agree on) while `latency`, `allocations`, `bytes` and `notes` describe the

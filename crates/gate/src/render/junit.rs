@@ -75,11 +75,13 @@ pub fn render(report: &Report) -> String {
                 escape(suite),
                 escape(&b.id)
             );
-            let details = format!(
-                "{}\nchange (time / allocs / bytes): {}",
-                reason(b),
-                change_cell(b)
-            );
+            let change = format!("change (time / allocs / bytes): {}", change_cell(b));
+            let why = reason(b);
+            let details = if why.is_empty() {
+                change
+            } else {
+                format!("{why}\n{change}")
+            };
             match b.status() {
                 Status::Regressed => {
                     let metrics: Vec<&str> = b.regressions().iter().map(|m| m.as_str()).collect();
@@ -101,7 +103,7 @@ pub fn render(report: &Report) -> String {
                 Status::Improved | Status::Unchanged => {
                     let _ = writeln!(
                         out,
-                        ">\n      <system-out>{}: {}</system-out>\n    </testcase>",
+                        ">\n      <system-out>{}; {}</system-out>\n    </testcase>",
                         b.status().as_str(),
                         escape(&details)
                     );
