@@ -305,6 +305,12 @@ pub fn confirm(first: &Comparison, second: &Comparison) -> (Status, Vec<Metric>,
 
 /// `+12.3%` / `-4.0%`.
 pub fn signed_percent(percent: f64) -> String {
+    // Changes that round to zero print as +0.0% rather than a puzzling -0.0%.
+    let percent = if (percent * 10.0).round() == 0.0 {
+        0.0
+    } else {
+        percent
+    };
     format!("{percent:+.1}%")
 }
 
@@ -507,5 +513,6 @@ mod tests {
         assert_eq!(p_text(Some(1e-9)), "p < 1e-6");
         assert_eq!(signed_percent(12.34), "+12.3%");
         assert_eq!(signed_percent(-4.0), "-4.0%");
+        assert_eq!(signed_percent(-0.04), "+0.0%");
     }
 }

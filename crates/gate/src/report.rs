@@ -147,11 +147,10 @@ impl Report {
         thresholds: Thresholds,
         alpha: f64,
         fingerprint: FingerprintReport,
-        mut benchmarks: Vec<BenchmarkReport>,
+        benchmarks: Vec<BenchmarkReport>,
         unused_overrides: Vec<String>,
         warnings: Vec<String>,
     ) -> Report {
-        benchmarks.sort_by(|a, b| a.status().cmp(&b.status()).then_with(|| a.id.cmp(&b.id)));
         let mut report = Report {
             verdict: Verdict::Pass,
             thresholds,

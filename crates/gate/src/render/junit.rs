@@ -11,6 +11,15 @@ use super::{change_cell, mismatch_lines, reason};
 use crate::compare::Status;
 use crate::report::{BenchmarkReport, Report};
 
+/// Escapes text for an attribute value: like [`escape`], and line breaks as character
+/// references, because parsers turn literal ones in attributes into spaces.
+fn escape_attribute(text: &str) -> String {
+    escape(text)
+        .replace('\n', "&#10;")
+        .replace('\r', "&#13;")
+        .replace('\t', "&#9;")
+}
+
 /// Escapes text for XML content and attribute values, dropping characters XML 1.0 forbids.
 fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -64,7 +73,7 @@ pub fn render(report: &Report) -> String {
             let _ = writeln!(
                 out,
                 "      <property name=\"fingerprint-warning\" value=\"{}\"/>",
-                escape(&text)
+                escape_attribute(&text)
             );
             out.push_str("    </properties>\n");
         }
@@ -88,7 +97,7 @@ pub fn render(report: &Report) -> String {
                     let _ = writeln!(
                         out,
                         ">\n      <failure type=\"regression\" message=\"regressed: {}\">{}</failure>\n    </testcase>",
-                        escape(&metrics.join(", ")),
+                        escape_attribute(&metrics.join(", ")),
                         escape(&details)
                     );
                 }
@@ -97,7 +106,7 @@ pub fn render(report: &Report) -> String {
                         out,
                         ">\n      <skipped message=\"{}: {}\"/>\n    </testcase>",
                         b.status().as_str(),
-                        escape(&reason(b))
+                        escape_attribute(&reason(b))
                     );
                 }
                 Status::Improved | Status::Unchanged => {
