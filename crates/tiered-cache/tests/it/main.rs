@@ -1,0 +1,1 @@
+//! Integration tests of the tiered cache against a real Redis.
