@@ -256,9 +256,9 @@ impl Vocabulary {
     fn request(&self, rules: &[Rule], rng: &mut SplitMix64) -> AuthzRequest {
         let grants: Vec<&Rule> = rules.iter().filter(|rule| !rule.deny).collect();
         match rng.below(4) {
-            0 | 1 => self.aimed_at(*rng.pick(&grants), rng),
+            0 | 1 => self.aimed_at(rng.pick::<&Rule>(&grants), rng),
             2 => {
-                let mut request = self.aimed_at(*rng.pick(&grants), rng);
+                let mut request = self.aimed_at(rng.pick::<&Rule>(&grants), rng);
                 let user = request.subject.user_id.clone();
                 if rng.below(2) == 0 {
                     request.resource.tenant_id = self.other_tenant(&request.subject.tenant_id, rng);
