@@ -183,6 +183,19 @@ mod tests {
         PolicyEngine::with_decision_cache(policies, cache)
     }
 
+    /// The wiring awaits `authorize` inside tonic handlers, which must be `Send`; this fails
+    /// to compile if the engine or its futures stop being shareable.
+    #[test]
+    fn engine_and_its_futures_are_send() {
+        fn assert_send<T: Send>(_: &T) {}
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PolicyEngine>();
+        let engine = cached_engine(PolicySet::shipped().expect("compiles"));
+        let request = request("u1");
+        assert_send(&engine.authorize(&request));
+        assert_send(&engine.authorize_batch(std::slice::from_ref(&request)));
+    }
+
     #[tokio::test]
     async fn repeated_request_is_served_from_l1() {
         let engine = cached_engine(PolicySet::shipped().expect("compiles"));
