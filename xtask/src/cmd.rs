@@ -15,7 +15,10 @@ pub(crate) struct Cmd {
 impl Cmd {
     pub(crate) fn new(program: impl AsRef<OsStr>) -> Cmd {
         let program = program.as_ref();
-        Cmd { inner: Command::new(program), display: program.to_string_lossy().into_owned() }
+        Cmd {
+            inner: Command::new(program),
+            display: program.to_string_lossy().into_owned(),
+        }
     }
 
     pub(crate) fn args<I, S>(mut self, args: I) -> Cmd

@@ -6,7 +6,16 @@ use crate::flags::TestArgs;
 pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     if !args.no_lint {
         cargo().args(["fmt", "--all", "--check"]).run()?;
-        cargo().args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"]).run()?;
+        cargo()
+            .args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ])
+            .run()?;
     }
     cargo().args(["test", "--workspace"]).run()?;
     eprintln!("all checks passed");
