@@ -35,11 +35,6 @@ impl Cmd {
         self
     }
 
-    pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
-        self.inner.env(key, value);
-        self
-    }
-
     /// Runs the command with inherited stdio, announcing it and its duration on stderr.
     pub(crate) fn run(mut self) -> anyhow::Result<()> {
         eprintln!("$ {}", self.display);
