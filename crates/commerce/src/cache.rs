@@ -129,8 +129,15 @@ impl fmt::Debug for CartCache {
 
 impl CartCache {
     /// A cache over the Redis server at `config.url`. It connects lazily and reconnects by
-    /// itself, so this succeeds while Redis is down; it fails only for a malformed URL.
+    /// itself, so this succeeds while Redis is down; it fails for a malformed URL, or when called
+    /// outside a tokio runtime (the connection manager spawns a task).
     pub fn connect(config: &CacheConfig) -> Result<Self, redis::RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "CartCache::connect must be called inside a tokio runtime",
+            )));
+        }
         let client = redis::Client::open(config.url.as_str())?;
         // One connection attempt per request that gets through the cool-down: the cool-down,
         // not the manager's retry loop, paces reconnection, so no request waits for a backoff.
@@ -361,6 +368,12 @@ mod tests {
             cache.key(tenant, user),
             "t1:cart:00000000-0000-0000-0000-000000000000:ffffffff-ffff-ffff-ffff-ffffffffffff"
         );
+    }
+
+    #[test]
+    fn connecting_outside_a_runtime_is_an_error_not_a_panic() {
+        let config = CacheConfig::new("redis://127.0.0.1:1/", "t:");
+        assert!(CartCache::connect(&config).is_err());
     }
 
     #[tokio::test]

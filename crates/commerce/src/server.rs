@@ -31,7 +31,7 @@ pub enum ServerError {
     Database(#[source] sqlx::Error),
     #[error("cannot apply the migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
-    #[error("invalid Redis URL")]
+    #[error("cannot set up the Redis cart cache")]
     Redis(#[source] redis::RedisError),
     #[error("cannot listen on {addr}")]
     Bind {

@@ -24,7 +24,8 @@ pub use orders::OrderApi;
 pub use status::to_status;
 
 /// The code generated from `proto/commerce/v1/commerce.proto`.
-#[allow(clippy::all, clippy::pedantic, unused_qualifications, missing_docs)]
+// Generated code spells out full paths; that is its style, not ours to lint.
+#[allow(unused_qualifications)]
 pub mod proto {
     tonic::include_proto!("commerce.v1");
 }
