@@ -175,3 +175,24 @@ fn without_an_engine_auto_falls_through_to_local_binaries_quickly() -> anyhow::R
     assert_eq!(services.provider(), Provider::Local);
     Ok(())
 }
+
+#[test]
+fn finds_postgres_in_the_debian_versioned_directory() -> anyhow::Result<()> {
+    // Debian's `postgresql` package puts initdb and postgres in /usr/lib/postgresql/<major>/bin,
+    // off the PATH. A PATH holding only redis-server must still find them there.
+    let redis_dir = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .find(|dir| dir.join("redis-server").is_file())
+        .ok_or_else(|| anyhow::anyhow!("redis-server is not on PATH"))?;
+    assert!(
+        !redis_dir.join("initdb").exists(),
+        "{} must not hold initdb for this test",
+        redis_dir.display()
+    );
+    let services = Services::start_with(&Config {
+        search_path: Some(redis_dir.into_os_string()),
+        postgres_roots: vec!["/usr/lib/postgresql".into()],
+        ..config(Choice::Local)
+    })?;
+    assert_eq!(services.provider(), Provider::Local);
+    Ok(())
+}
