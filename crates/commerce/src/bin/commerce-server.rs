@@ -1,0 +1,93 @@
+//! `commerce-server`: the commerce gRPC API over PostgreSQL and Redis.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use commerce::cache::CacheConfig;
+use commerce::server::{self, Settings};
+
+/// Serves the commerce gRPC API (cart and order services, plus grpc.health.v1).
+///
+/// Caller identity comes from the x-tenant-id, x-user-id and x-roles metadata that the API
+/// gateway sets; never expose this server except through the gateway.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "COMMERCE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Redis URL of the cart cache.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: String,
+    /// Prefix of every Redis key this server writes.
+    #[arg(long, env = "COMMERCE_REDIS_PREFIX", default_value = "commerce:")]
+    redis_prefix: String,
+    /// Seconds a cached cart lives.
+    #[arg(long, default_value_t = 600)]
+    cache_ttl_secs: u64,
+    /// Milliseconds one Redis round trip may take before the cache is bypassed.
+    #[arg(long, default_value_t = 100)]
+    redis_timeout_ms: u64,
+    /// Apply pending database migrations before serving.
+    #[arg(long, env = "COMMERCE_MIGRATE")]
+    migrate: bool,
+    /// Size of the PostgreSQL connection pool.
+    #[arg(long, default_value_t = 20)]
+    max_connections: u32,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "commerce-server failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let mut cache = CacheConfig::new(args.redis_url, args.redis_prefix);
+    cache.ttl = Duration::from_secs(args.cache_ttl_secs);
+    cache.timeout = Duration::from_millis(args.redis_timeout_ms);
+    let settings = Settings {
+        listen: args.listen,
+        database_url: args.database_url,
+        max_connections: args.max_connections,
+        acquire_timeout: Duration::from_secs(5),
+        migrate: args.migrate,
+        cache,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime
+        .block_on(server::run(settings, server::shutdown_signal()))
+        .context("commerce server")
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
