@@ -5,14 +5,15 @@ use std::fmt;
 
 use crate::ids::{TenantId, UserId};
 
-/// A role the gateway may grant.
+/// A role the gateway may grant. What each may do is the policy engine's to decide; the notes
+/// below describe the shipped policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {
     /// A shopper: acts on their own cart and orders.
     Customer,
-    /// May read all orders of their tenant.
+    /// Also reads all orders of their tenant.
     TenantAdmin,
-    /// May read (never write); reading across tenants waits for the policy engine.
+    /// Reads carts and orders of every tenant; never writes.
     Support,
 }
 

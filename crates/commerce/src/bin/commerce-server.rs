@@ -1,13 +1,15 @@
 //! `commerce-server`: the commerce gRPC API over PostgreSQL and Redis.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
 use commerce::cache::CacheConfig;
-use commerce::server::{self, Settings};
+use commerce::server::{self, PolicySource, Settings};
+use tiered_cache::Capacity;
 
 /// Serves the commerce gRPC API (cart and order services, plus grpc.health.v1).
 ///
@@ -31,9 +33,33 @@ struct Args {
     /// Seconds a cached cart lives.
     #[arg(long, default_value_t = 600)]
     cache_ttl_secs: u64,
-    /// Milliseconds one Redis round trip may take before the cache is bypassed.
+    /// Milliseconds one Redis round trip may take before the cache is bypassed (both caches).
     #[arg(long, default_value_t = 100)]
     redis_timeout_ms: u64,
+    /// Directory of the Rego authorization policies (every .rego file, recursively); by default
+    /// the policies shipped with the authz crate, embedded in this binary. A policy that does not
+    /// compile stops the server at start-up.
+    #[arg(long, env = "COMMERCE_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Evaluate the policies on every call instead of caching decisions.
+    #[arg(long)]
+    no_decision_cache: bool,
+    /// Prefix of the decision cache's Redis keys (keep it apart from --redis-prefix's keys).
+    #[arg(
+        long,
+        env = "COMMERCE_DECISION_CACHE_PREFIX",
+        default_value = "commerce:authz:"
+    )]
+    decision_cache_prefix: String,
+    /// Decisions kept in memory, at most.
+    #[arg(long, default_value_t = 10_000)]
+    decision_cache_entries: u64,
+    /// Seconds a decision stays in memory.
+    #[arg(long, default_value_t = 60)]
+    decision_cache_l1_ttl_secs: u64,
+    /// Seconds a decision stays in Redis, shared with the other servers.
+    #[arg(long, default_value_t = 300)]
+    decision_cache_ttl_secs: u64,
     /// Apply pending database migrations before serving.
     #[arg(long, env = "COMMERCE_MIGRATE")]
     migrate: bool,
@@ -65,9 +91,24 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    let redis_timeout = Duration::from_millis(args.redis_timeout_ms);
+    // Decisions depend only on the policy version (part of every key) and the request, so a
+    // cached decision is never stale; the lifetimes only bound memory.
+    let decision_cache = (!args.no_decision_cache).then(|| {
+        tiered_cache::CacheConfig::new(args.redis_url.clone(), args.decision_cache_prefix)
+            .with_l1_capacity(Capacity::Entries(args.decision_cache_entries))
+            .with_ttl(
+                Duration::from_secs(args.decision_cache_l1_ttl_secs),
+                Duration::from_secs(args.decision_cache_ttl_secs),
+            )
+            .with_l2_limits(
+                redis_timeout,
+                tiered_cache::CacheConfig::DEFAULT_L2_RETRY_AFTER,
+            )
+    });
     let mut cache = CacheConfig::new(args.redis_url, args.redis_prefix);
     cache.ttl = Duration::from_secs(args.cache_ttl_secs);
-    cache.timeout = Duration::from_millis(args.redis_timeout_ms);
+    cache.timeout = redis_timeout;
     let settings = Settings {
         listen: args.listen,
         database_url: args.database_url,
@@ -75,6 +116,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         acquire_timeout: Duration::from_secs(5),
         migrate: args.migrate,
         cache,
+        policies: args
+            .policy_dir
+            .map_or(PolicySource::Shipped, PolicySource::Dir),
+        decision_cache,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime

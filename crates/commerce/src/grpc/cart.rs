@@ -1,23 +1,29 @@
 //! The gRPC cart service. Each handler reads the caller, asks [`authorize`] once, validates its
-//! arguments, and calls [`Carts`].
+//! arguments, and calls [`Carts`]. Writes act on the caller's own cart; `GetCart` may name
+//! another cart, which the policy then has to allow (support reads any tenant's carts).
 
+use std::sync::Arc;
+
+use authz::PolicyEngine;
 use tonic::{Request, Response, Status};
 
 use super::identity;
+use super::orders::target_tenant;
 use super::proto;
 use crate::authz::{Action, Resource, authorize};
 use crate::cart::{Cart, CartLine, Carts, Quantity};
-use crate::ids::ProductId;
+use crate::ids::{ProductId, UserId};
 
 /// The `commerce.v1.CartService` implementation.
 #[derive(Clone, Debug)]
 pub struct CartApi {
     carts: Carts,
+    policy: Arc<PolicyEngine>,
 }
 
 impl CartApi {
-    pub fn new(carts: Carts) -> Self {
-        Self { carts }
+    pub fn new(carts: Carts, policy: Arc<PolicyEngine>) -> Self {
+        Self { carts, policy }
     }
 }
 
@@ -28,7 +34,8 @@ impl proto::cart_service_server::CartService for CartApi {
         request: Request<proto::AddItemRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         let caller = identity::caller(request.metadata())?;
-        authorize(&caller, Action::WriteCart, &Resource::OwnCart)?;
+        let cart = Resource::own_cart(&caller);
+        authorize(&self.policy, &caller, Action::AddCartItem, &cart).await?;
         let message = request.into_inner();
         let product: ProductId = message.product_id.parse()?;
         let quantity = Quantity::new(message.quantity)?;
@@ -44,7 +51,8 @@ impl proto::cart_service_server::CartService for CartApi {
         request: Request<proto::RemoveItemRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         let caller = identity::caller(request.metadata())?;
-        authorize(&caller, Action::WriteCart, &Resource::OwnCart)?;
+        let cart = Resource::own_cart(&caller);
+        authorize(&self.policy, &caller, Action::RemoveCartItem, &cart).await?;
         let product: ProductId = request.into_inner().product_id.parse()?;
         let cart = self
             .carts
@@ -58,8 +66,22 @@ impl proto::cart_service_server::CartService for CartApi {
         request: Request<proto::GetCartRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         let caller = identity::caller(request.metadata())?;
-        authorize(&caller, Action::ReadCart, &Resource::OwnCart)?;
-        let cart = self.carts.get_cart(caller.tenant, caller.user).await?;
+        let message = request.into_inner();
+        // Each field defaults to the caller's own, so an empty request reads the caller's cart.
+        let tenant = target_tenant(&caller, &message.tenant_id)?;
+        let user = if message.user_id.is_empty() {
+            caller.user
+        } else {
+            message.user_id.parse::<UserId>()?
+        };
+        authorize(
+            &self.policy,
+            &caller,
+            Action::GetCart,
+            &Resource::Cart { tenant, user },
+        )
+        .await?;
+        let cart = self.carts.get_cart(tenant, user).await?;
         Ok(Response::new(cart.into()))
     }
 
@@ -68,7 +90,8 @@ impl proto::cart_service_server::CartService for CartApi {
         request: Request<proto::ClearCartRequest>,
     ) -> Result<Response<proto::Cart>, Status> {
         let caller = identity::caller(request.metadata())?;
-        authorize(&caller, Action::WriteCart, &Resource::OwnCart)?;
+        let cart = Resource::own_cart(&caller);
+        authorize(&self.policy, &caller, Action::ClearCart, &cart).await?;
         let cart = self.carts.clear_cart(caller.tenant, caller.user).await?;
         Ok(Response::new(cart.into()))
     }

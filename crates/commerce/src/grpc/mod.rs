@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -42,8 +43,14 @@ pub async fn router(commerce: Commerce) -> Router {
     Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
         .add_service(health)
-        .add_service(CartServiceServer::new(CartApi::new(commerce.carts)))
-        .add_service(OrderServiceServer::new(OrderApi::new(commerce.orders)))
+        .add_service(CartServiceServer::new(CartApi::new(
+            commerce.carts,
+            Arc::clone(&commerce.policy),
+        )))
+        .add_service(OrderServiceServer::new(OrderApi::new(
+            commerce.orders,
+            commerce.policy,
+        )))
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the calls in flight.

@@ -2,6 +2,9 @@
 //! name a target tenant, empty meaning the caller's), validates its arguments, and calls
 //! [`Orders`] with the rows the grant allows.
 
+use std::sync::Arc;
+
+use authz::PolicyEngine;
 use tonic::{Request, Response, Status};
 
 use super::identity;
@@ -16,16 +19,17 @@ use crate::orders::{PageSize, PageToken};
 #[derive(Clone, Debug)]
 pub struct OrderApi {
     orders: Orders,
+    policy: Arc<PolicyEngine>,
 }
 
 impl OrderApi {
-    pub fn new(orders: Orders) -> Self {
-        Self { orders }
+    pub fn new(orders: Orders, policy: Arc<PolicyEngine>) -> Self {
+        Self { orders, policy }
     }
 }
 
 /// The tenant a read targets: the caller's own when the field is empty.
-fn target_tenant(caller: &Caller, field: &str) -> Result<TenantId, Status> {
+pub(super) fn target_tenant(caller: &Caller, field: &str) -> Result<TenantId, Status> {
     if field.is_empty() {
         Ok(caller.tenant)
     } else {
@@ -40,7 +44,15 @@ impl proto::order_service_server::OrderService for OrderApi {
         request: Request<proto::CreateOrderRequest>,
     ) -> Result<Response<proto::Order>, Status> {
         let caller = identity::caller(request.metadata())?;
-        authorize(&caller, Action::CreateOrder, &Resource::OwnCart)?;
+        // An order is made from the caller's own cart, in the caller's tenant: that is the
+        // resource authorized here, so the call acts on the caller's ids.
+        authorize(
+            &self.policy,
+            &caller,
+            Action::CreateOrder,
+            &Resource::NewOrder,
+        )
+        .await?;
         let key = request.into_inner().idempotency_key;
         let key = if key.is_empty() {
             None
@@ -61,7 +73,13 @@ impl proto::order_service_server::OrderService for OrderApi {
         let caller = identity::caller(request.metadata())?;
         let message = request.into_inner();
         let tenant = target_tenant(&caller, &message.tenant_id)?;
-        let grant = authorize(&caller, Action::ReadOrder, &Resource::Order { tenant })?;
+        let grant = authorize(
+            &self.policy,
+            &caller,
+            Action::GetOrder,
+            &Resource::Order { tenant },
+        )
+        .await?;
         let id: OrderId = message.order_id.parse()?;
         let order = self.orders.get_order(grant.tenant, grant.user, id).await?;
         Ok(Response::new(order.into()))
@@ -84,11 +102,8 @@ impl proto::order_service_server::OrderService for OrderApi {
                 )));
             }
         };
-        let grant = authorize(
-            &caller,
-            Action::ListOrders,
-            &Resource::Orders { tenant, scope },
-        )?;
+        let orders = Resource::Orders { tenant, scope };
+        let grant = authorize(&self.policy, &caller, Action::ListOrders, &orders).await?;
         let size = PageSize::new(message.page_size)?;
         let after = if message.page_token.is_empty() {
             None

@@ -40,7 +40,7 @@ async fn second_get_is_a_redis_hit_and_a_write_invalidates() -> anyhow::Result<(
             },
         )
     };
-    let get = || request(&me, GetCartRequest {});
+    let get = || request(&me, GetCartRequest::default());
 
     let written = api.carts.add_item(add(0)).await?.into_inner();
     // The write left a tombstone for its version, not a cart.
@@ -136,7 +136,7 @@ async fn carts_work_through_a_redis_outage() -> anyhow::Result<()> {
             },
         )
     };
-    let get = || request(&me, GetCartRequest {});
+    let get = || request(&me, GetCartRequest::default());
 
     api.carts.add_item(add(0, 2)).await?;
     api.carts.get_cart(get()).await?;

@@ -38,7 +38,7 @@ async fn cart_round_trip_via_grpc() -> anyhow::Result<()> {
 
     let got = api
         .carts
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert_eq!(got, cart);
@@ -74,7 +74,7 @@ async fn cart_round_trip_via_grpc() -> anyhow::Result<()> {
     assert_eq!(cart.total_cents, 0);
     let got = api
         .carts
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert!(got.items.is_empty());
@@ -85,7 +85,7 @@ async fn cart_round_trip_via_grpc() -> anyhow::Result<()> {
     let other = customer(tenant);
     let theirs = api
         .carts
-        .get_cart(request(&other, GetCartRequest {}))
+        .get_cart(request(&other, GetCartRequest::default()))
         .await?
         .into_inner();
     assert_eq!((theirs.items.len(), theirs.version), (0, 0));
@@ -138,7 +138,7 @@ async fn unknown_and_inactive_products_are_refused() -> anyhow::Result<()> {
     // Neither attempt created anything.
     let cart = api
         .carts
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert_eq!((cart.items.len(), cart.version), (0, 0));

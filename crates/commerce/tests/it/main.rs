@@ -8,6 +8,7 @@ mod concurrency;
 mod fixtures;
 mod orders;
 mod pagination;
+mod policy;
 mod server;
 mod support;
 mod tenancy;

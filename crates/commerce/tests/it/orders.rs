@@ -28,7 +28,9 @@ async fn create_order_happy_path_via_grpc() -> anyhow::Result<()> {
         api.carts.add_item(request(&me, add)).await?;
     }
     // Warm the cache, so the test also shows that ordering invalidates it.
-    api.carts.get_cart(request(&me, GetCartRequest {})).await?;
+    api.carts
+        .get_cart(request(&me, GetCartRequest::default()))
+        .await?;
 
     let create = CreateOrderRequest::default();
     let order = api
@@ -64,7 +66,7 @@ async fn create_order_happy_path_via_grpc() -> anyhow::Result<()> {
     );
     let cart = api
         .carts
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert!(cart.items.is_empty(), "the cart is emptied: {cart:?}");
@@ -172,7 +174,7 @@ async fn same_idempotency_key_twice_returns_the_same_order() -> anyhow::Result<(
     assert_eq!(env.order_count(tenant).await?, 1);
     let cart = api
         .carts
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert_eq!(cart.items.len(), 1, "the retry left the new cart alone");

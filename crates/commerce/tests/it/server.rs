@@ -1,5 +1,5 @@
 //! The `commerce-server` binary: migrates, serves the API and the health service, and shuts down
-//! cleanly on SIGTERM.
+//! cleanly on SIGTERM; refuses to start with a policy that does not compile.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,6 +23,8 @@ async fn server_binary_serves_and_stops_on_sigterm() -> anyhow::Result<()> {
     // An empty database of its own: the server migrates it on start.
     let db = services.database(&sqlx::migrate::Migrator::DEFAULT).await?;
     let redis = services.redis_namespace();
+    let decisions = services.redis_namespace();
+    let policy_dir = authz::shipped_policy_dir();
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
@@ -30,6 +32,9 @@ async fn server_binary_serves_and_stops_on_sigterm() -> anyhow::Result<()> {
         .args(["--listen", &format!("127.0.0.1:{port}"), "--migrate"])
         .args(["--database-url", db.url(), "--redis-url", redis.url()])
         .args(["--redis-prefix", redis.prefix(), "--log-format", "json"])
+        .args(["--decision-cache-prefix", decisions.prefix()])
+        .arg("--policy-dir")
+        .arg(&policy_dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -39,6 +44,42 @@ async fn server_binary_serves_and_stops_on_sigterm() -> anyhow::Result<()> {
     let status = tokio::task::spawn_blocking(move || child.wait()).await??;
     outcome?;
     assert!(status.success(), "exit status {status}");
+    Ok(())
+}
+
+#[test]
+fn server_binary_reports_the_file_and_line_of_a_broken_policy() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for file in ["decision.rego", "rbac.rego", "tenancy.rego"] {
+        std::fs::copy(
+            authz::shipped_policy_dir().join(file),
+            dir.path().join(file),
+        )
+        .with_context(|| format!("copying {file}"))?;
+    }
+    // Line 5 does not parse.
+    let broken = dir.path().join("broken.rego");
+    std::fs::write(
+        &broken,
+        "package authz.extra\n\nimport rego.v1\n\nallow if input.subject.user_id == ]\n",
+    )?;
+    // Nothing listens on these ports: the policies are loaded before anything is connected to.
+    let output = Command::new(env!("CARGO_BIN_EXE_commerce-server"))
+        .args(["--database-url", "postgres://nobody@127.0.0.1:1/nothing"])
+        .args(["--redis-url", "redis://127.0.0.1:1/"])
+        .arg("--policy-dir")
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .context("running commerce-server")?;
+    assert!(!output.status.success(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    // `{file}:{line}:{column}`, in the error chain printed by the binary.
+    let expected = format!("{}:5:", broken.display());
+    assert!(
+        stderr.contains("cannot load the authorization policies") && stderr.contains(&expected),
+        "expected the policy error at {expected} in: {stderr}"
+    );
     Ok(())
 }
 
@@ -68,7 +109,7 @@ async fn exercise(port: u16) -> anyhow::Result<()> {
     // The migrations ran: a cart read reaches the tables.
     let me = customer(TenantId::new_random());
     let cart = CartServiceClient::new(channel)
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert!(cart.items.is_empty());

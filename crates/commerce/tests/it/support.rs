@@ -1,9 +1,12 @@
 //! Shared set-up: a migrated database and a Redis namespace per test, the services over them, an
 //! in-process gRPC server with clients, and callers.
 
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use authz::{PolicyEngine, PolicySet};
 use commerce::Commerce;
 use commerce::cache::{CacheConfig, CartCache};
 use commerce::fixtures::{self, NewProduct};
@@ -17,11 +20,13 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use tonic::transport::Channel;
 
-/// One test's database, Redis namespace and services.
+/// One test's database, Redis namespaces and services.
 pub struct Env {
     pub commerce: Commerce,
     pub pool: PgPool,
     pub redis: RedisNamespace,
+    /// The decision cache's namespace (in the shared Redis).
+    pub decisions: RedisNamespace,
     // Dropped last: the database goes away with it.
     _db: TestDatabase,
 }
@@ -49,10 +54,12 @@ impl Env {
             .await
             .context("connecting to the test database")?;
         let cache = CartCache::connect(config).context("configuring the cart cache")?;
+        let decisions = services.redis_namespace();
         Ok(Env {
-            commerce: Commerce::new(pool.clone(), cache),
+            commerce: Commerce::new(pool.clone(), cache, policy_engine(&decisions)?),
             pool,
             redis,
+            decisions,
             _db: db,
         })
     }
@@ -104,6 +111,15 @@ impl Env {
                 .await?,
         )
     }
+}
+
+/// The shipped policies, caching decisions in `namespace` (L1 and Redis).
+pub fn policy_engine(namespace: &RedisNamespace) -> anyhow::Result<Arc<PolicyEngine>> {
+    let policies = PolicySet::shipped().context("compiling the shipped policies")?;
+    let cache = tiered_cache::CacheConfig::new(namespace.url(), namespace.prefix());
+    let engine = commerce::server::policy_engine(policies, Some(cache))
+        .context("configuring the decision cache")?;
+    Ok(Arc::new(engine))
 }
 
 /// Cache settings for tests: a short cool-down, so recovery after an outage is quick to observe.
@@ -159,5 +175,55 @@ pub fn failure<T: std::fmt::Debug>(
     match result {
         Ok(response) => anyhow::bail!("expected an error, got {:?}", response.into_inner()),
         Err(status) => Ok(status),
+    }
+}
+
+/// Log lines of `commerce::authz` at `info` and above, from every test of this binary.
+///
+/// Tracing's per-thread default subscriber would miss the lines that the server's tasks write on
+/// other worker threads, so this installs a global subscriber once, writing into memory. Tests
+/// run in parallel, so each looks for its own lines by the random ids it used.
+pub fn authz_log() -> &'static LogBuffer {
+    static LOG: OnceLock<LogBuffer> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = LogBuffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("commerce::authz=info"))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        // Only this function installs a global subscriber, and only once.
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("no other global tracing subscriber in the test binary");
+        buffer
+    })
+}
+
+/// Formatted log output, shared between the subscriber's writers and the tests.
+#[derive(Clone, Default)]
+pub struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl LogBuffer {
+    /// The lines written so far that contain every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        let bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter(|line| needles.iter().all(|needle| line.contains(needle)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for LogBuffer {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let mut bytes = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        bytes.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

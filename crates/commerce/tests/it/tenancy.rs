@@ -1,4 +1,5 @@
-//! Tenant isolation and the interim authorization policy, through the gRPC API.
+//! Tenant isolation through the gRPC API: ids guessed across tenants or users are not found, and
+//! naming another tenant is denied (the reasons are checked in `policy`).
 
 use commerce::grpc::identity::request;
 use commerce::grpc::proto::{
@@ -52,7 +53,7 @@ async fn tenant_b_cannot_read_or_modify_tenant_a() -> anyhow::Result<()> {
     api.carts.add_item(request(&alice, add(&a_mug))).await?;
     let alice_cart = api
         .carts
-        .get_cart(request(&alice, GetCartRequest {}))
+        .get_cart(request(&alice, GetCartRequest::default()))
         .await?
         .into_inner();
 
@@ -108,7 +109,7 @@ async fn tenant_b_cannot_read_or_modify_tenant_a() -> anyhow::Result<()> {
     assert_eq!(status.code(), Code::NotFound, "{status:?}");
     let bobs = api
         .carts
-        .get_cart(request(&bob, GetCartRequest {}))
+        .get_cart(request(&bob, GetCartRequest::default()))
         .await?
         .into_inner();
     assert!(bobs.items.is_empty());
@@ -127,7 +128,7 @@ async fn tenant_b_cannot_read_or_modify_tenant_a() -> anyhow::Result<()> {
     );
     let after = api
         .carts
-        .get_cart(request(&alice, GetCartRequest {}))
+        .get_cart(request(&alice, GetCartRequest::default()))
         .await?
         .into_inner();
     assert_eq!(after, alice_cart, "Alice's cart is untouched");

@@ -1,6 +1,7 @@
 //! Bad input through the gRPC API gets the documented code and a message, never a panic or
 //! `UNKNOWN`; a database that cannot be reached is `UNAVAILABLE`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use commerce::Commerce;
@@ -91,6 +92,14 @@ async fn bad_input_gets_the_right_code() -> anyhow::Result<()> {
     };
     let status = failure(api.orders.get_order(request(&me, get)).await)?;
     check(&status, Code::InvalidArgument, "malformed target tenant");
+    for (tenant_id, user_id) in [("acme", ""), ("", "bob")] {
+        let get = GetCartRequest {
+            tenant_id: tenant_id.to_owned(),
+            user_id: user_id.to_owned(),
+        };
+        let status = failure(api.carts.get_cart(request(&me, get)).await)?;
+        check(&status, Code::InvalidArgument, "malformed cart owner");
+    }
     let status = failure(
         api.orders
             .list_orders(request(&me, list(10, "garbage")))
@@ -124,7 +133,7 @@ async fn bad_input_gets_the_right_code() -> anyhow::Result<()> {
     // None of it created a cart.
     let cart = api
         .carts
-        .get_cart(request(&me, GetCartRequest {}))
+        .get_cart(request(&me, GetCartRequest::default()))
         .await?
         .into_inner();
     assert_eq!(cart.version, 0);
@@ -138,7 +147,11 @@ async fn calls_without_identity_are_unauthenticated() -> anyhow::Result<()> {
     let product = uuid::Uuid::new_v4().to_string();
     let outcomes = [
         failure(api.carts.add_item(Request::new(add(&product, 1))).await)?,
-        failure(api.carts.get_cart(Request::new(GetCartRequest {})).await)?,
+        failure(
+            api.carts
+                .get_cart(Request::new(GetCartRequest::default()))
+                .await,
+        )?,
         failure(
             api.carts
                 .clear_cart(Request::new(ClearCartRequest {}))
@@ -168,7 +181,7 @@ async fn calls_without_identity_are_unauthenticated() -> anyhow::Result<()> {
     }
 
     // Present but malformed: a tenant that is not a UUID, an unknown role.
-    let mut bad_tenant = Request::new(GetCartRequest {});
+    let mut bad_tenant = Request::new(GetCartRequest::default());
     bad_tenant
         .metadata_mut()
         .insert("x-tenant-id", "acme".parse()?);
@@ -177,7 +190,7 @@ async fn calls_without_identity_are_unauthenticated() -> anyhow::Result<()> {
         .insert("x-user-id", uuid::Uuid::new_v4().to_string().parse()?);
     let status = failure(api.carts.get_cart(bad_tenant).await)?;
     check(&status, Code::Unauthenticated, "malformed tenant");
-    let mut bad_role = request(&customer(TenantId::new_random()), GetCartRequest {});
+    let mut bad_role = request(&customer(TenantId::new_random()), GetCartRequest::default());
     bad_role.metadata_mut().insert("x-roles", "root".parse()?);
     let status = failure(api.carts.get_cart(bad_role).await)?;
     check(&status, Code::Unauthenticated, "unknown role");
@@ -190,9 +203,15 @@ async fn an_unreachable_database_is_unavailable() -> anyhow::Result<()> {
     let pool = sqlx::postgres::PgPoolOptions::new()
         .acquire_timeout(Duration::from_millis(500))
         .connect_lazy("postgres://nobody@127.0.0.1:1/nothing")?;
-    let mut api = Api::start(Commerce::new(pool, CartCache::disabled())).await?;
+    let engine = authz::PolicyEngine::new(authz::PolicySet::shipped()?);
+    let commerce = Commerce::new(pool, CartCache::disabled(), Arc::new(engine));
+    let mut api = Api::start(commerce).await?;
     let me = customer(TenantId::new_random());
-    let status = failure(api.carts.get_cart(request(&me, GetCartRequest {})).await)?;
+    let status = failure(
+        api.carts
+            .get_cart(request(&me, GetCartRequest::default()))
+            .await,
+    )?;
     check(&status, Code::Unavailable, "get cart");
     let status = failure(
         api.orders
