@@ -29,7 +29,9 @@
 
 use std::fmt;
 
-use ::authz::{AuthzRequest, PolicyEngine, Resource as PolicyResource, Subject, actions, kinds};
+use ::authz::{
+    AuthzRequest, Decision, PolicyEngine, Resource as PolicyResource, Subject, actions, kinds,
+};
 
 use crate::identity::Caller;
 use crate::ids::{TenantId, UserId};
@@ -131,114 +133,70 @@ pub async fn authorize(
         caller.user.to_string(),
         caller.roles.iter().map(|role| role.as_str()),
     );
-    let own = |kind: &str, tenant: TenantId| {
-        PolicyResource::owned(kind, tenant.to_string(), caller.user.to_string())
-    };
-    let tenant_wide =
-        |kind: &str, tenant: TenantId| PolicyResource::tenant_wide(kind, tenant.to_string());
-    // Each arm asks one request, or two widest first; `Ok` carries the grant of the request
-    // that was allowed, `Err` the request whose denial is reported.
-    let outcome = match *resource {
-        Resource::Cart { tenant, user } => {
-            let target = PolicyResource::owned(kinds::CART, tenant.to_string(), user.to_string());
-            decide(
-                engine,
-                &subject,
-                action,
-                target,
-                Grant {
-                    tenant,
-                    user: Some(user),
-                },
-            )
-            .await
-        }
-        Resource::NewOrder => {
-            let (tenant, user) = (caller.tenant, Some(caller.user));
-            decide(
-                engine,
-                &subject,
-                action,
-                own(kinds::ORDER, tenant),
-                Grant { tenant, user },
-            )
-            .await
-        }
-        Resource::Orders {
-            tenant,
-            scope: ListScope::Tenant,
-        } => {
-            let grant = Grant { tenant, user: None };
-            decide(
-                engine,
-                &subject,
-                action,
-                tenant_wide(kinds::ORDER, tenant),
-                grant,
-            )
-            .await
-        }
-        Resource::Orders {
-            tenant,
-            scope: ListScope::Own,
-        } => {
-            let grant = Grant {
+    // A question is a policy resource and the grant its allowance gives.
+    let owned = |kind: &str, tenant: TenantId, user: UserId| {
+        let target = PolicyResource::owned(kind, tenant.to_string(), user.to_string());
+        (
+            target,
+            Grant {
                 tenant,
-                user: Some(caller.user),
-            };
-            decide(engine, &subject, action, own(kinds::ORDER, tenant), grant).await
-        }
-        Resource::Order { tenant } => {
-            let grant = Grant { tenant, user: None };
-            match decide(
-                engine,
-                &subject,
-                action,
-                tenant_wide(kinds::ORDER, tenant),
-                grant,
-            )
-            .await
-            {
-                Ok(grant) => Ok(grant),
-                Err(_) => {
-                    let grant = Grant {
-                        tenant,
-                        user: Some(caller.user),
-                    };
-                    decide(engine, &subject, action, own(kinds::ORDER, tenant), grant).await
-                }
-            }
-        }
+                user: Some(user),
+            },
+        )
     };
-    outcome.map_err(|(request, reason)| {
-        tracing::info!(
-            tenant = %caller.tenant,
-            user = %caller.user,
-            roles = %RoleList(&request.subject.roles),
-            action = %request.action,
-            resource = %ResourceName(&request.resource),
-            reason = %reason,
-            "authorization denied"
-        );
-        Denied { reason }
+    let tenant_wide = |kind: &str, tenant: TenantId| {
+        let target = PolicyResource::tenant_wide(kind, tenant.to_string());
+        (target, Grant { tenant, user: None })
+    };
+    // The question to ask, and for an order read the narrower one to ask if it is denied.
+    let (first, fallback) = match *resource {
+        Resource::Cart { tenant, user } => (owned(kinds::CART, tenant, user), None),
+        Resource::NewOrder => (owned(kinds::ORDER, caller.tenant, caller.user), None),
+        Resource::Orders { tenant, scope } => match scope {
+            ListScope::Own => (owned(kinds::ORDER, tenant, caller.user), None),
+            ListScope::Tenant => (tenant_wide(kinds::ORDER, tenant), None),
+        },
+        Resource::Order { tenant } => (
+            tenant_wide(kinds::ORDER, tenant),
+            Some(owned(kinds::ORDER, tenant, caller.user)),
+        ),
+    };
+    let (target, grant) = first;
+    let (mut request, mut decision) = ask(engine, &subject, action, target).await;
+    if decision.allowed {
+        return Ok(grant);
+    }
+    if let Some((target, grant)) = fallback {
+        (request, decision) = ask(engine, &subject, action, target).await;
+        if decision.allowed {
+            return Ok(grant);
+        }
+    }
+    // The last question asked is the most specific one, so its reason is the one reported.
+    tracing::info!(
+        tenant = %caller.tenant,
+        user = %caller.user,
+        roles = %RoleList(&request.subject.roles),
+        action = %request.action,
+        resource = %ResourceName(&request.resource),
+        reason = %decision.reason,
+        "authorization denied"
+    );
+    Err(Denied {
+        reason: decision.reason,
     })
 }
 
-/// Asks `engine` about one request: `grant` if allowed, else the request and the reason.
-async fn decide(
+/// Asks `engine` whether `subject` may perform `action` on `target`.
+async fn ask(
     engine: &PolicyEngine,
     subject: &Subject,
     action: Action,
-    resource: PolicyResource,
-    grant: Grant,
-) -> Result<Grant, (AuthzRequest, String)> {
-    let request = AuthzRequest::new(subject.clone(), action.as_str(), resource);
+    target: PolicyResource,
+) -> (AuthzRequest, Decision) {
+    let request = AuthzRequest::new(subject.clone(), action.as_str(), target);
     let decision = engine.authorize(&request).await;
-    if decision.allowed {
-        Ok(grant)
-    } else {
-        Err((request, decision.reason))
-    }
+    (request, decision)
 }
 
 /// Roles as the log shows them: `customer,support`.

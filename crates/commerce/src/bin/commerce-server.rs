@@ -24,10 +24,10 @@ struct Args {
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
-    /// Redis URL of the cart cache.
+    /// Redis URL of the cart cache and the decision cache.
     #[arg(long, env = "REDIS_URL")]
     redis_url: String,
-    /// Prefix of every Redis key this server writes.
+    /// Prefix of the cart cache's Redis keys.
     #[arg(long, env = "COMMERCE_REDIS_PREFIX", default_value = "commerce:")]
     redis_prefix: String,
     /// Seconds a cached cart lives.
