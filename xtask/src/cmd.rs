@@ -35,6 +35,8 @@ impl Cmd {
         self
     }
 
+    /// Sets an environment variable of the child process (`perf-gate` points criterion at its
+    /// output directory with `CRITERION_HOME`).
     pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Cmd {
         self.inner.env(key, value);
         self

@@ -1,0 +1,138 @@
+//! `commerce-server`: the commerce gRPC API over PostgreSQL and Redis.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Parser, ValueEnum};
+use commerce::cache::CacheConfig;
+use commerce::server::{self, PolicySource, Settings};
+use tiered_cache::Capacity;
+
+/// Serves the commerce gRPC API (cart and order services, plus grpc.health.v1).
+///
+/// Caller identity comes from the x-tenant-id, x-user-id and x-roles metadata that the API
+/// gateway sets; never expose this server except through the gateway.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "COMMERCE_LISTEN", default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// PostgreSQL URL.
+    #[arg(long, env = "DATABASE_URL")]
+    database_url: String,
+    /// Redis URL of the cart cache and the decision cache.
+    #[arg(long, env = "REDIS_URL")]
+    redis_url: String,
+    /// Prefix of the cart cache's Redis keys.
+    #[arg(long, env = "COMMERCE_REDIS_PREFIX", default_value = "commerce:")]
+    redis_prefix: String,
+    /// Seconds a cached cart lives.
+    #[arg(long, default_value_t = 600)]
+    cache_ttl_secs: u64,
+    /// Milliseconds one Redis round trip may take before the cache is bypassed (both caches).
+    #[arg(long, default_value_t = 100)]
+    redis_timeout_ms: u64,
+    /// Directory of the Rego authorization policies (every .rego file, recursively); by default
+    /// the policies shipped with the authz crate, embedded in this binary. A policy that does not
+    /// compile stops the server at start-up.
+    #[arg(long, env = "COMMERCE_POLICY_DIR")]
+    policy_dir: Option<PathBuf>,
+    /// Evaluate the policies on every call instead of caching decisions.
+    #[arg(long)]
+    no_decision_cache: bool,
+    /// Prefix of the decision cache's Redis keys (keep it apart from --redis-prefix's keys).
+    #[arg(
+        long,
+        env = "COMMERCE_DECISION_CACHE_PREFIX",
+        default_value = "commerce:authz:"
+    )]
+    decision_cache_prefix: String,
+    /// Decisions kept in memory, at most.
+    #[arg(long, default_value_t = 10_000)]
+    decision_cache_entries: u64,
+    /// Seconds a decision stays in memory.
+    #[arg(long, default_value_t = 60)]
+    decision_cache_l1_ttl_secs: u64,
+    /// Seconds a decision stays in Redis, shared with the other servers.
+    #[arg(long, default_value_t = 300)]
+    decision_cache_ttl_secs: u64,
+    /// Apply pending database migrations before serving.
+    #[arg(long, env = "COMMERCE_MIGRATE")]
+    migrate: bool,
+    /// Size of the PostgreSQL connection pool.
+    #[arg(long, default_value_t = 20)]
+    max_connections: u32,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_format);
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "commerce-server failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let redis_timeout = Duration::from_millis(args.redis_timeout_ms);
+    // Decisions depend only on the policy version (part of every key) and the request, so a
+    // cached decision is never stale; the lifetimes only bound memory.
+    let decision_cache = (!args.no_decision_cache).then(|| {
+        tiered_cache::CacheConfig::new(args.redis_url.clone(), args.decision_cache_prefix)
+            .with_l1_capacity(Capacity::Entries(args.decision_cache_entries))
+            .with_ttl(
+                Duration::from_secs(args.decision_cache_l1_ttl_secs),
+                Duration::from_secs(args.decision_cache_ttl_secs),
+            )
+            .with_l2_limits(
+                redis_timeout,
+                tiered_cache::CacheConfig::DEFAULT_L2_RETRY_AFTER,
+            )
+    });
+    let mut cache = CacheConfig::new(args.redis_url, args.redis_prefix);
+    cache.ttl = Duration::from_secs(args.cache_ttl_secs);
+    cache.timeout = redis_timeout;
+    let settings = Settings {
+        listen: args.listen,
+        database_url: args.database_url,
+        max_connections: args.max_connections,
+        acquire_timeout: Duration::from_secs(5),
+        migrate: args.migrate,
+        cache,
+        policies: args
+            .policy_dir
+            .map_or(PolicySource::Shipped, PolicySource::Dir),
+        decision_cache,
+    };
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
+    runtime
+        .block_on(server::run(settings, server::shutdown_signal()))
+        .context("commerce server")
+}
+
+fn init_tracing(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

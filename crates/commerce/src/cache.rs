@@ -1,0 +1,408 @@
+//! The Redis read-through cache for carts.
+//!
+//! Entries are Redis hashes under `{prefix}cart:{tenant}:{user}`: field `v` holds the cart version
+//! the entry describes, field `d` the cart encoded with postcard. A write does not delete the
+//! entry but replaces it, after its commit, with a *tombstone* (`v` = the version the write
+//! produced, no `d`), and both writes are Lua scripts that never lower `v`. That closes the race
+//! of plain delete-on-write: a reader that read the database before a write committed, and fills
+//! the cache after the write's invalidation, carries an older version than the tombstone and is
+//! refused, instead of caching a stale cart until the entry expires.
+//!
+//! Redis is an optimisation, never a dependency: every failure (unreachable server, timeout,
+//! undecodable entry) is counted, logged once per outage, and answered from PostgreSQL. After a
+//! failure the cache is bypassed for a short cool-down, so an outage costs one timeout per
+//! cool-down rather than one per request. A tombstone that cannot be written is remembered in
+//! this process; until it lands, reads of that cart skip the cache and the next successful fill of
+//! the current version overwrites the stale entry. Another process may still read that stale entry
+//! until it expires (`ttl`), which bounds the staleness after an outage.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+use crate::cart::Cart;
+use crate::ids::{TenantId, UserId};
+
+/// Writes a cart entry unless the entry holds a newer version. KEYS[1] = key; ARGV = version,
+/// encoded cart, TTL in milliseconds.
+const FILL: &str = r"
+local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
+if current and current > tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1
+";
+
+/// Replaces a cart entry with a tombstone for a new version unless the entry already describes
+/// that version or a newer one. KEYS[1] = key; ARGV = version, TTL in milliseconds.
+const INVALIDATE: &str = r"
+local current = tonumber(redis.call('HGET', KEYS[1], 'v'))
+if current and current >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], 'v', ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+";
+
+/// At most this many failed invalidations are remembered; beyond it, the TTL bounds staleness.
+const MAX_PENDING: usize = 100_000;
+
+/// How to reach Redis and how to use it.
+#[derive(Clone, Debug)]
+pub struct CacheConfig {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Prepended to every key, so that deployments, tests and benchmarks can share a server.
+    pub prefix: String,
+    /// How long an entry (or tombstone) lives.
+    pub ttl: Duration,
+    /// The limit on one Redis round trip, including (re)connecting.
+    pub timeout: Duration,
+    /// How long the cache is bypassed after a failure.
+    pub cooldown: Duration,
+}
+
+impl CacheConfig {
+    /// The defaults: entries live 10 minutes, a round trip may take 100 ms, and a failure
+    /// bypasses Redis for one second.
+    pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: prefix.into(),
+            ttl: Duration::from_secs(600),
+            timeout: Duration::from_millis(100),
+            cooldown: Duration::from_secs(1),
+        }
+    }
+}
+
+/// A snapshot of the cache counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Reads answered from Redis.
+    pub hits: u64,
+    /// Reads that found no current entry (absent, or a tombstone) and went to PostgreSQL.
+    pub misses: u64,
+    /// Redis operations that failed (connection, timeout, script or decoding errors).
+    pub errors: u64,
+    /// Operations skipped without asking Redis: during a cool-down, or for a cart whose
+    /// invalidation is still pending.
+    pub bypassed: u64,
+}
+
+/// The cart cache; cheap to clone (clones share the connection and the counters).
+#[derive(Clone)]
+pub struct CartCache(Arc<Inner>);
+
+struct Inner {
+    /// `None` for a cache that is switched off.
+    redis: Option<ConnectionManager>,
+    prefix: String,
+    ttl_ms: u64,
+    timeout: Duration,
+    cooldown: Duration,
+    /// The time base of `bypass_until_ms`.
+    epoch: Instant,
+    /// Milliseconds since `epoch` before which Redis is not asked.
+    bypass_until_ms: AtomicU64,
+    /// Keys whose tombstone could not be written, with the version it carries.
+    pending: Mutex<HashMap<String, i64>>,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    bypassed: AtomicU64,
+}
+
+impl fmt::Debug for CartCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CartCache")
+            .field("enabled", &self.0.redis.is_some())
+            .field("prefix", &self.0.prefix)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl CartCache {
+    /// A cache over the Redis server at `config.url`. It connects lazily and reconnects by
+    /// itself, so this succeeds while Redis is down; it fails for a malformed URL, or when called
+    /// outside a tokio runtime (the connection manager spawns a task).
+    pub fn connect(config: &CacheConfig) -> Result<Self, redis::RedisError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::Client,
+                "CartCache::connect must be called inside a tokio runtime",
+            )));
+        }
+        let client = redis::Client::open(config.url.as_str())?;
+        // One connection attempt per request that gets through the cool-down: the cool-down,
+        // not the manager's retry loop, paces reconnection, so no request waits for a backoff.
+        let manager_config = ConnectionManagerConfig::new()
+            .set_number_of_retries(0)
+            .set_connection_timeout(Some(config.timeout))
+            .set_response_timeout(Some(config.timeout));
+        let manager = ConnectionManager::new_lazy_with_config(client, manager_config)?;
+        Ok(Self::build(Some(manager), config))
+    }
+
+    /// A cache that never caches: every read goes to PostgreSQL and nothing is counted.
+    pub fn disabled() -> Self {
+        Self::build(None, &CacheConfig::new("", ""))
+    }
+
+    fn build(redis: Option<ConnectionManager>, config: &CacheConfig) -> Self {
+        Self(Arc::new(Inner {
+            redis,
+            prefix: config.prefix.clone(),
+            ttl_ms: u64::try_from(config.ttl.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            timeout: config.timeout,
+            cooldown: config.cooldown,
+            epoch: Instant::now(),
+            bypass_until_ms: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            bypassed: AtomicU64::new(0),
+        }))
+    }
+
+    /// The Redis key of a cart.
+    pub fn key(&self, tenant: TenantId, user: UserId) -> String {
+        format!("{}cart:{tenant}:{user}", self.0.prefix)
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.0.hits.load(Ordering::Relaxed),
+            misses: self.0.misses.load(Ordering::Relaxed),
+            errors: self.0.errors.load(Ordering::Relaxed),
+            bypassed: self.0.bypassed.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The cached cart, if Redis holds a current entry for it.
+    pub async fn get(&self, tenant: TenantId, user: UserId) -> Option<Cart> {
+        let redis = self.0.redis.as_ref()?;
+        let key = self.key(tenant, user);
+        if self.pending_version(&key).is_some() || self.cooling_down() {
+            self.0.bypassed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(&key).arg("v").arg("d");
+        let (_version, data): (Option<i64>, Option<Vec<u8>>) = self.run(redis, &cmd).await?;
+        let Some(data) = data else {
+            self.0.misses.fetch_add(1, Ordering::Relaxed);
+            return None;
+        };
+        match postcard::from_bytes::<Cart>(&data) {
+            Ok(cart) => {
+                self.0.hits.fetch_add(1, Ordering::Relaxed);
+                Some(cart)
+            }
+            Err(error) => {
+                // An entry written by an incompatible build; the next fill replaces it.
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%key, %error, "undecodable cart cache entry");
+                None
+            }
+        }
+    }
+
+    /// Caches `cart`, read from PostgreSQL at `cart.version`, unless a newer version is known.
+    pub async fn fill(&self, tenant: TenantId, user: UserId, cart: &Cart) {
+        let Some(redis) = self.0.redis.as_ref() else {
+            return;
+        };
+        let key = self.key(tenant, user);
+        if self
+            .pending_version(&key)
+            .is_some_and(|pending| pending > cart.version)
+        {
+            // This reader started before a write whose invalidation is still pending.
+            self.0.bypassed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        if self.cooling_down() {
+            self.0.bypassed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let data = match postcard::to_allocvec(cart) {
+            Ok(data) => data,
+            Err(error) => {
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%key, %error, "cannot encode a cart for the cache");
+                return;
+            }
+        };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(FILL)
+            .arg(1)
+            .arg(&key)
+            .arg(cart.version)
+            .arg(data)
+            .arg(self.0.ttl_ms);
+        if self.run::<i64>(redis, &cmd).await.is_some() {
+            // Whether it wrote or found a newer entry, the entry is no older than this version.
+            self.settle(&key, cart.version);
+        }
+    }
+
+    /// Marks the cart as changed by the write that produced `version` (call after the commit).
+    pub async fn invalidate(&self, tenant: TenantId, user: UserId, version: i64) {
+        let Some(redis) = self.0.redis.as_ref() else {
+            return;
+        };
+        let key = self.key(tenant, user);
+        if !self.cooling_down() {
+            let mut cmd = redis::cmd("EVAL");
+            cmd.arg(INVALIDATE)
+                .arg(1)
+                .arg(&key)
+                .arg(version)
+                .arg(self.0.ttl_ms);
+            if self.run::<i64>(redis, &cmd).await.is_some() {
+                self.settle(&key, version);
+                return;
+            }
+        } else {
+            self.0.bypassed.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut pending = self
+            .0
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pending.len() < MAX_PENDING || pending.contains_key(&key) {
+            let entry = pending.entry(key).or_insert(version);
+            *entry = (*entry).max(version);
+        }
+    }
+
+    /// Runs one command with the timeout; a failure is counted, starts a cool-down, and is logged
+    /// when it is the first of an outage.
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        redis: &ConnectionManager,
+        cmd: &redis::Cmd,
+    ) -> Option<T> {
+        let mut connection = redis.clone();
+        let outcome = tokio::time::timeout(self.0.timeout, cmd.query_async::<T>(&mut connection))
+            .await
+            .map_err(|_| "timed out".to_owned())
+            .and_then(|result| result.map_err(|error| error.to_string()));
+        match outcome {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                let now = self.now_ms();
+                let until = now.saturating_add(duration_ms(self.0.cooldown));
+                let previous = self.0.bypass_until_ms.swap(until, Ordering::Relaxed);
+                if previous <= now {
+                    tracing::warn!(
+                        %error,
+                        cooldown_ms = duration_ms(self.0.cooldown),
+                        "Redis cart cache unavailable; serving carts from PostgreSQL"
+                    );
+                }
+                None
+            }
+        }
+    }
+
+    fn cooling_down(&self) -> bool {
+        self.now_ms() < self.0.bypass_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn now_ms(&self) -> u64 {
+        duration_ms(self.0.epoch.elapsed())
+    }
+
+    fn pending_version(&self, key: &str) -> Option<i64> {
+        let pending = self
+            .0
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pending.is_empty() {
+            None
+        } else {
+            pending.get(key).copied()
+        }
+    }
+
+    /// Forgets a pending invalidation once Redis holds `version` or newer for the key.
+    fn settle(&self, key: &str, version: i64) {
+        let mut pending = self
+            .0
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if pending.get(key).is_some_and(|&stale| stale <= version) {
+            pending.remove(key);
+        }
+    }
+}
+
+fn duration_ms(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_namespaced() {
+        let cache = CartCache::build(None, &CacheConfig::new("", "t1:"));
+        let tenant = TenantId(uuid::Uuid::nil());
+        let user = UserId(uuid::Uuid::max());
+        assert_eq!(
+            cache.key(tenant, user),
+            "t1:cart:00000000-0000-0000-0000-000000000000:ffffffff-ffff-ffff-ffff-ffffffffffff"
+        );
+    }
+
+    #[test]
+    fn connecting_outside_a_runtime_is_an_error_not_a_panic() {
+        let config = CacheConfig::new("redis://127.0.0.1:1/", "t:");
+        assert!(CartCache::connect(&config).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_disabled_cache_never_hits_and_counts_nothing() {
+        let cache = CartCache::disabled();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        cache.fill(tenant, user, &Cart::default()).await;
+        cache.invalidate(tenant, user, 3).await;
+        assert!(cache.get(tenant, user).await.is_none());
+        assert_eq!(cache.stats(), CacheStats::default());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_server_costs_one_timeout_per_cooldown() {
+        // Port 1 on localhost refuses connections, like a stopped Redis.
+        let mut config = CacheConfig::new("redis://127.0.0.1:1/", "t:");
+        config.cooldown = Duration::from_secs(60);
+        let cache = CartCache::connect(&config).unwrap();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        assert!(cache.get(tenant, user).await.is_none());
+        assert!(cache.get(tenant, user).await.is_none());
+        cache.invalidate(tenant, user, 7).await;
+        let stats = cache.stats();
+        assert_eq!(
+            (stats.errors, stats.bypassed, stats.hits),
+            (1, 2, 0),
+            "{stats:?}"
+        );
+        // The failed invalidation is remembered, so a stale fill cannot land later.
+        assert_eq!(cache.pending_version(&cache.key(tenant, user)), Some(7));
+    }
+}

@@ -1,0 +1,113 @@
+//! The gRPC API: the generated protobuf code ([`proto`]), the tonic services over [`Commerce`],
+//! and the helpers that serve them (the `commerce-server` binary, tests and benchmarks all use
+//! [`router`] / [`serve`] / [`LocalServer`]).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic::transport::server::Router;
+
+use crate::Commerce;
+
+mod cart;
+pub mod identity;
+mod orders;
+mod status;
+
+pub use cart::CartApi;
+pub use orders::OrderApi;
+pub use status::to_status;
+
+/// The code generated from `proto/commerce/v1/commerce.proto`.
+// Generated code spells out full paths; that is its style, not ours to lint.
+#[allow(unused_qualifications)]
+pub mod proto {
+    tonic::include_proto!("commerce.v1");
+}
+
+use proto::cart_service_server::CartServiceServer;
+use proto::order_service_server::OrderServiceServer;
+
+/// The cart service, the order service and the standard gRPC health service (reporting both as
+/// serving), with a tracing span per call.
+pub async fn router(commerce: Commerce) -> Router {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CartServiceServer<CartApi>>().await;
+    reporter.set_serving::<OrderServiceServer<OrderApi>>().await;
+    Server::builder()
+        .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .add_service(health)
+        .add_service(CartServiceServer::new(CartApi::new(
+            commerce.carts,
+            Arc::clone(&commerce.policy),
+        )))
+        .add_service(OrderServiceServer::new(OrderApi::new(
+            commerce.orders,
+            commerce.policy,
+        )))
+}
+
+/// Serves the API on `listener` until `shutdown` resolves, then finishes the calls in flight.
+pub async fn serve(
+    listener: TcpListener,
+    commerce: Commerce,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    router(commerce)
+        .await
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await
+}
+
+/// A server on an ephemeral port of 127.0.0.1, running on the current tokio runtime: for
+/// end-to-end tests and benchmarks.
+#[derive(Debug)]
+pub struct LocalServer {
+    addr: SocketAddr,
+    shutdown: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl LocalServer {
+    /// Binds `127.0.0.1:0` and starts serving.
+    pub async fn start(commerce: Commerce) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+        let addr = listener.local_addr()?;
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, commerce, async {
+            // A dropped sender stops the server too.
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, for `XxxClient::connect`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting calls, waits for the calls in flight, and returns how serving ended.
+    pub async fn stop(self) -> Result<(), tonic::transport::Error> {
+        let _ = self.shutdown.send(());
+        match self.task.await {
+            Ok(result) => result,
+            // The server task only panics on a bug; surface it where the caller can see it.
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(_) => Ok(()),
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! What the `commerce-server` binary runs: load the authorization policies, connect to
+//! PostgreSQL and Redis, optionally migrate, and serve the gRPC API until a shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use authz::{PolicyEngine, PolicyError, PolicySet};
+use sqlx::postgres::PgPoolOptions;
+use tiered_cache::TieredCache;
+use tokio::net::TcpListener;
+
+use crate::Commerce;
+use crate::cache::{CacheConfig, CartCache};
+
+/// Where the authorization policies come from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PolicySource {
+    /// The policies shipped with the `authz` crate, embedded in the binary.
+    Shipped,
+    /// Every `.rego` file under a directory.
+    Dir(PathBuf),
+}
+
+impl PolicySource {
+    /// Loads and compiles the policies.
+    pub fn load(&self) -> Result<PolicySet, PolicyError> {
+        match self {
+            PolicySource::Shipped => PolicySet::shipped(),
+            PolicySource::Dir(dir) => PolicySet::load_dir(dir),
+        }
+    }
+}
+
+impl std::fmt::Display for PolicySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PolicySource::Shipped => f.write_str("the shipped policies"),
+            PolicySource::Dir(dir) => write!(f, "{}", dir.display()),
+        }
+    }
+}
+
+/// The policy engine over `policies`, caching its decisions as `decision_cache` says (`None`:
+/// every call evaluates the policies). The cache's Redis namespace should hold decisions only.
+pub fn policy_engine(
+    policies: PolicySet,
+    decision_cache: Option<tiered_cache::CacheConfig>,
+) -> Result<PolicyEngine, tiered_cache::ConfigError> {
+    Ok(match decision_cache {
+        Some(config) => PolicyEngine::with_decision_cache(policies, TieredCache::new(config)?),
+        None => PolicyEngine::new(policies),
+    })
+}
+
+/// Everything the server needs to start.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub listen: SocketAddr,
+    pub database_url: String,
+    pub max_connections: u32,
+    /// How long a call waits for a pooled connection before it fails with `UNAVAILABLE`.
+    pub acquire_timeout: Duration,
+    /// Apply pending migrations before serving.
+    pub migrate: bool,
+    pub cache: CacheConfig,
+    pub policies: PolicySource,
+    /// The decision cache (`None`: evaluate the policies on every call).
+    pub decision_cache: Option<tiered_cache::CacheConfig>,
+}
+
+/// Why the server could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot load the authorization policies from {source_name}")]
+    Policies {
+        source_name: PolicySource,
+        #[source]
+        source: PolicyError,
+    },
+    #[error("invalid decision cache settings")]
+    DecisionCache(#[source] tiered_cache::ConfigError),
+    #[error("cannot connect to PostgreSQL")]
+    Database(#[source] sqlx::Error),
+    #[error("cannot apply the migrations")]
+    Migrate(#[source] sqlx::migrate::MigrateError),
+    #[error("cannot set up the Redis cart cache")]
+    Redis(#[source] redis::RedisError),
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the gRPC server failed")]
+    Serve(#[source] tonic::transport::Error),
+}
+
+/// Loads the policies, connects, migrates if asked, and serves until `shutdown` resolves; calls
+/// in flight finish before it returns.
+pub async fn run(
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServerError> {
+    // Policies first: a policy that does not compile is a configuration error worth reporting
+    // before anything is connected to.
+    let policies = settings
+        .policies
+        .load()
+        .map_err(|source| ServerError::Policies {
+            source_name: settings.policies.clone(),
+            source,
+        })?;
+    tracing::info!(
+        from = %settings.policies,
+        version = %policies.version(),
+        files = policies.files().len(),
+        "policies loaded"
+    );
+    let engine = policy_engine(policies, settings.decision_cache.clone())
+        .map_err(ServerError::DecisionCache)?;
+    let pool = PgPoolOptions::new()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect(&settings.database_url)
+        .await
+        .map_err(ServerError::Database)?;
+    if settings.migrate {
+        crate::MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(ServerError::Migrate)?;
+        tracing::info!("migrations applied");
+    }
+    let cache = CartCache::connect(&settings.cache).map_err(ServerError::Redis)?;
+    let listener =
+        TcpListener::bind(settings.listen)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: settings.listen,
+                source,
+            })?;
+    let addr = listener.local_addr().unwrap_or(settings.listen);
+    tracing::info!(
+        %addr,
+        redis_prefix = %settings.cache.prefix,
+        decision_cache_prefix = settings.decision_cache.as_ref().map(|config| config.namespace.as_str()),
+        "serving gRPC"
+    );
+    let commerce = Commerce::new(pool.clone(), cache, Arc::new(engine));
+    crate::grpc::serve(listener, commerce, shutdown)
+        .await
+        .map_err(ServerError::Serve)?;
+    pool.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => tracing::info!("SIGINT received, shutting down"),
+        () = terminate => tracing::info!("SIGTERM received, shutting down"),
+    }
+}
