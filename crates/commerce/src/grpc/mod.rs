@@ -9,9 +9,8 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic::transport::server::Router;
+use tonic::transport::server::{Router, TcpIncoming};
 
 use crate::Commerce;
 
@@ -54,14 +53,20 @@ pub async fn router(commerce: Commerce) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` resolves, then finishes the calls in flight.
+///
+/// Accepted connections get `TCP_NODELAY`, which tonic sets only when it binds the listener
+/// itself (`serve_with_incoming*` ignores the builder's setting). Without it, a response that
+/// goes out in two segments waits for the client's delayed ACK: `AddItem` took 43 ms instead of
+/// 1.3 ms (`cargo bench -p cart -- cart/grpc/add_item`).
 pub async fn serve(
     listener: TcpListener,
     commerce: Commerce,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), tonic::transport::Error> {
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     router(commerce)
         .await
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
 
