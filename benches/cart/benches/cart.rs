@@ -17,8 +17,8 @@ use commerce::grpc::proto::{self, AddItemRequest, GetCartRequest, RemoveItemRequ
 use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{ProductId, TenantId, UserId};
 use commerce_bench::{
-    Batches, BenchEnv, Counters, block, cart_of, ensure, fail, measure_latencies, pass_size,
-    refill_uncached, run_batches,
+    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, ensure, fail,
+    measure_latencies, pass_size, refill_uncached, run_batches,
 };
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
@@ -93,6 +93,65 @@ impl Ctx {
             &all,
         ))?;
         Ok(cx)
+    }
+
+    /// Makes every pooled connection prepare every statement the benchmarks time, before any
+    /// measurement (see `commerce_bench::all_at_once`): one wave of concurrent adds, reads,
+    /// removals, `SELECT 1`s and refills by the first writers, twice, which leaves their carts
+    /// as they were.
+    fn prepare_statements(&self) -> anyhow::Result<()> {
+        let tasks = POOL_SIZE as usize;
+        let (carts, tenant) = (&self.env.commerce.carts, self.tenant);
+        let writer = |task: usize| self.users[WRITERS.start + task];
+        let product = |task: usize| self.products[ADDED + task % 64];
+        self.runtime.block_on(async {
+            for _ in 0..2 {
+                all_at_once(tasks, |task| {
+                    let (carts, user, product) = (carts.clone(), writer(task), product(task));
+                    async move {
+                        carts
+                            .add_item(tenant, user, product, Quantity::clamped(1))
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                all_at_once(tasks, |task| {
+                    let (carts, user) = (carts.clone(), writer(task));
+                    async move {
+                        carts.get_cart(tenant, user).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                all_at_once(tasks, |task| {
+                    let (carts, user, product) = (carts.clone(), writer(task), product(task));
+                    async move {
+                        carts.remove_item(tenant, user, product).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                all_at_once(tasks, |_| {
+                    let pool = self.env.pool.clone();
+                    async move {
+                        sqlx::query_scalar::<_, i32>("SELECT 1")
+                            .fetch_one(&pool)
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                // The removals left tombstones, so the uncached refill is safe.
+                all_at_once(tasks, |task| {
+                    let (pool, cart) =
+                        (self.env.pool.clone(), self.base_cart(WRITERS.start + task));
+                    async move { refill_uncached(&pool, tenant, slice::from_ref(&cart)).await }
+                })
+                .await?;
+            }
+            anyhow::Ok(())
+        })
     }
 
     /// User `index`'s cart before each operation: three products (ten for [`TEN_ITEMS`]), one
@@ -708,6 +767,8 @@ fn cart(c: &mut Criterion) {
     let runtime = commerce_bench::runtime().unwrap_or_else(|error| fail(SUITE, error));
     let env = BenchEnv::start(&runtime).unwrap_or_else(|error| fail(SUITE, error));
     let cx = Ctx::load(runtime, env).unwrap_or_else(|error| fail(SUITE, error));
+    cx.prepare_statements()
+        .unwrap_or_else(|error| fail(SUITE, error.context("preparing the statements")));
     eprintln!(
         "{SUITE}: {}; {PRODUCTS} products and {USERS} carts ready in {:.1} s",
         cx.env.describe(),

@@ -87,6 +87,28 @@ where
     Ok(elapsed)
 }
 
+/// Runs `op(0)` to `op(tasks - 1)` all at once, each on a task of its own, and waits for all.
+///
+/// The suites call it with one task per pooled connection before measuring, once per kind of
+/// statement they run: sqlx prepares a statement on each connection the first time that
+/// connection runs it, and the pool hands its idle connections out in turn. Without this, a
+/// connection that meets a statement for the first time in the middle of a measurement adds the
+/// preparation's allocations to it, and how many do so changes from run to run.
+pub async fn all_at_once<F, Fut>(tasks: usize, op: F) -> anyhow::Result<()>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut running = JoinSet::new();
+    for task in 0..tasks {
+        running.spawn(op(task));
+    }
+    while let Some(joined) = running.join_next().await {
+        joined.context("a task panicked")??;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -179,6 +201,31 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(error.to_string(), "user 2 failed");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn all_at_once_overlaps_every_task() {
+        let running = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        all_at_once(16, |_| {
+            let (running, most) = (running.clone(), most.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(most.load(Ordering::SeqCst), 16);
+        let failed = all_at_once(3, |task| async move {
+            anyhow::ensure!(task != 1, "task {task} failed");
+            Ok(())
+        })
+        .await;
+        assert_eq!(failed.unwrap_err().to_string(), "task 1 failed");
     }
 
     #[tokio::test]

@@ -21,7 +21,7 @@ mod reset;
 use std::fmt::Display;
 use std::future::Future;
 
-pub use batch::{Batches, run_batches};
+pub use batch::{Batches, all_at_once, run_batches};
 pub use env::{BenchEnv, Counters, POOL_SIZE, REDIS_TIMEOUT};
 pub use latency::{Latencies, Summary, measure_latencies};
 pub use reset::{cart_of, refill_uncached};

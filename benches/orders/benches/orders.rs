@@ -17,8 +17,8 @@ use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{OrderId, ProductId, TenantId, UserId};
 use commerce::orders::{Order, OrderPage, PageSize};
 use commerce_bench::{
-    Batches, BenchEnv, Counters, block, cart_of, fail, measure_latencies, pass_size,
-    refill_uncached, run_batches,
+    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, fail, measure_latencies,
+    pass_size, refill_uncached, run_batches,
 };
 use orders::{LARGE_CART, PRODUCTS, SMALL_CART, task_cart};
 use tokio::runtime::Runtime;
@@ -112,6 +112,64 @@ impl Ctx {
             &carts,
         ))?;
         Ok(cx)
+    }
+
+    /// Makes every pooled connection prepare every statement the benchmarks time, before any
+    /// measurement (see `commerce_bench::all_at_once`): waves of concurrent orders by the first
+    /// writers, refills of their carts, order reads, listings and `SELECT 1`s, twice, which
+    /// leaves their carts as they were.
+    fn prepare_statements(&self) -> anyhow::Result<()> {
+        let tasks = POOL_SIZE as usize;
+        let (orders, shop) = (&self.env.commerce.orders, self.shop);
+        let (history, reader, order) = (self.history, self.reader, self.order);
+        self.runtime.block_on(async {
+            for _ in 0..2 {
+                all_at_once(tasks, |task| {
+                    let (orders, user) = (orders.clone(), self.users[WRITERS.start + task]);
+                    async move {
+                        orders.create_order(shop, user, None).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                // The orders left tombstones, so the uncached refill is safe.
+                all_at_once(tasks, |task| {
+                    let (pool, cart) = (self.env.pool.clone(), self.cart(WRITERS.start + task));
+                    async move { refill_uncached(&pool, shop, slice::from_ref(&cart)).await }
+                })
+                .await?;
+                all_at_once(tasks, |_| {
+                    let orders = orders.clone();
+                    async move {
+                        orders.get_order(history, Some(reader), order).await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                all_at_once(tasks, |_| {
+                    let orders = orders.clone();
+                    async move {
+                        let size = PageSize::new(PAGE)?;
+                        orders
+                            .list_orders(history, Some(reader), size, None)
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+                all_at_once(tasks, |_| {
+                    let pool = self.env.pool.clone();
+                    async move {
+                        sqlx::query_scalar::<_, i32>("SELECT 1")
+                            .fetch_one(&pool)
+                            .await?;
+                        Ok(())
+                    }
+                })
+                .await?;
+            }
+            self.restock().await
+        })
     }
 
     /// User `index`'s cart before each order: ten products for [`CREATE_LARGE`], three for the
@@ -541,6 +599,8 @@ fn orders(c: &mut Criterion) {
     let runtime = commerce_bench::runtime().unwrap_or_else(|error| fail(SUITE, error));
     let env = BenchEnv::start(&runtime).unwrap_or_else(|error| fail(SUITE, error));
     let cx = Ctx::load(runtime, env).unwrap_or_else(|error| fail(SUITE, error));
+    cx.prepare_statements()
+        .unwrap_or_else(|error| fail(SUITE, error.context("preparing the statements")));
     eprintln!(
         "{SUITE}: {}; {USERS} carts and {HISTORY} orders ready in {:.1} s",
         cx.env.describe(),
