@@ -311,7 +311,7 @@ impl Ctx {
 }
 
 /// Settings of the sequential benchmarks. Their iterations take 20 µs (a cache hit) to 6 ms
-/// (ten operations of the mix), so 3 s of measurement gives 500 to 150,000 iterations in 30
+/// (ten operations of the mix), so 3 s of measurement gives 900 to 160,000 iterations in 30
 /// samples, enough for tight medians and for the gate's rank test; 1 s of warm-up fills the
 /// pool connections' statement caches and the decision cache. The write benchmarks reset their
 /// cart before every iteration outside the timing, which roughly doubles their wall time.

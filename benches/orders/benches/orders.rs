@@ -332,7 +332,7 @@ impl Ctx {
 }
 
 /// Settings of the sequential benchmarks. Reads take 0.2 to 1 ms and orders about 2 ms, so 3 s
-/// of measurement gives 1,000 to 15,000 iterations in 30 samples; 1 s of warm-up
+/// of measurement gives 900 to 18,000 iterations in 30 samples; 1 s of warm-up
 /// fills the statement caches of the pool's connections and the decision cache. Order creation
 /// refills its cart before every iteration outside the timing, which roughly doubles its wall
 /// time.
