@@ -66,17 +66,20 @@ pub struct Counters {
 impl Counters {
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &Counters) -> Counters {
+        // The counters only grow; saturating keeps a snapshot taken in the wrong order harmless.
         let cart = CacheStats {
-            hits: self.cart.hits - earlier.cart.hits,
-            misses: self.cart.misses - earlier.cart.misses,
-            errors: self.cart.errors - earlier.cart.errors,
-            bypassed: self.cart.bypassed - earlier.cart.bypassed,
+            hits: self.cart.hits.saturating_sub(earlier.cart.hits),
+            misses: self.cart.misses.saturating_sub(earlier.cart.misses),
+            errors: self.cart.errors.saturating_sub(earlier.cart.errors),
+            bypassed: self.cart.bypassed.saturating_sub(earlier.cart.bypassed),
         };
         Counters {
             cart,
             decisions: self.decisions.since(&earlier.decisions),
-            evaluations: self.evaluations - earlier.evaluations,
-            evaluation_failures: self.evaluation_failures - earlier.evaluation_failures,
+            evaluations: self.evaluations.saturating_sub(earlier.evaluations),
+            evaluation_failures: self
+                .evaluation_failures
+                .saturating_sub(earlier.evaluation_failures),
         }
     }
 
