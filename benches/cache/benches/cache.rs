@@ -385,6 +385,9 @@ fn cache(c: &mut Criterion) {
         "cache/get_or_load/load",
         || {
             let mut turn = RoundRobin::new(&fixture.load_keys);
+            // Two Redis round trips per iteration: criterion's linear ramp of 5,050
+            // iterations needs more than the default 2 s on an idle machine (see the README).
+            group.measurement_time(Duration::from_secs(3));
             group.bench_with_parameter("get_or_load", "load", |b| {
                 b.iter_batched_async(
                     &runtime,
@@ -397,6 +400,7 @@ fn cache(c: &mut Criterion) {
                     BatchSize::NumIterations(BATCH),
                 );
             });
+            configure(&mut group);
         },
         |delta| {
             (delta.l1_hits != 0 || delta.l2_hits != 0 || delta.loader_calls != delta.l1_misses)

@@ -282,6 +282,11 @@ fn policy(c: &mut Criterion) {
         failures.push(problem);
     }
 
+    // From here on every iteration evaluates policies several times (a millisecond or more), so
+    // criterion's linear ramp of 5,050 iterations would not fit the measurement time: flat
+    // sampling (every sample the same number of iterations) for the rest of the group.
+    group.sampling_mode(SamplingMode::Flat);
+
     // Evaluating the shipped policies (no cache): an iteration decides each representative
     // request once, so the work per iteration is the same in every run; per-request latencies
     // follow in an extra pass.
@@ -319,8 +324,8 @@ fn policy(c: &mut Criterion) {
         let all: Vec<&AuthzRequest> = set.requests().collect();
         let sweep = &all[..SWEEP];
         if *size == PolicySize::Large {
-            // About 2 ms per evaluation, 0.1 s per sweep: criterion picks flat sampling, and 20
-            // samples (of one or two sweeps each) take 3 s.
+            // About 2 ms per evaluation, 0.1 s per sweep: 20 samples (of one or two sweeps each)
+            // take 3 s.
             group
                 .sample_size(20)
                 .measurement_time(Duration::from_secs(3));
@@ -336,6 +341,7 @@ fn policy(c: &mut Criterion) {
             });
         });
         configure(&mut group);
+        group.sampling_mode(SamplingMode::Flat);
         if ran {
             evaluation_latencies(
                 &format!("policy/evaluate/{}", size.name()),
@@ -367,11 +373,10 @@ fn policy(c: &mut Criterion) {
     let mixed = Arc::new(mixed);
     for tasks in [10_usize, 100, 1_000] {
         if tasks == 1_000 {
-            // A round of 1,000 evaluations takes over 100 ms: 20 samples (of one or two rounds
-            // each, flat sampling) take 3 s.
+            // A round of 1,000 evaluations takes 120 to 200 ms: 20 samples of one round each.
             group
                 .sample_size(20)
-                .measurement_time(Duration::from_secs(3));
+                .measurement_time(Duration::from_secs(4));
         }
         group.throughput(Throughput::Elements(tasks as u64));
         group.bench_with_parameter("concurrent", tasks, |b| {
