@@ -1,28 +1,64 @@
 //! `cargo xtask baseline refresh`: rewrite `baselines/<suite>.json` from benchmark results.
+//!
+//! Without `--no-run` it runs the suites first (services provisioned once, as for the gate)
+//! and writes the baselines only when every suite finished: an interrupted run leaves the
+//! committed baselines as they were.
 
+use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use anyhow::Context;
 use gate::{Fingerprint, RefreshOptions};
 
+use crate::bench_run::{self, Runner, SuiteRun};
 use crate::flags::RefreshArgs;
-use crate::paths;
-use crate::perf_gate::run_benchmarks;
+use crate::services::{self, Services};
+use crate::{paths, suites};
 
 pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
+    let root = paths::project_root();
     let criterion_dir = paths::criterion_dir(args.criterion_dir.as_deref());
     let baseline_dir = paths::baseline_dir(args.baseline_dir.as_deref());
-    let started = SystemTime::now();
-    if !args.no_run {
-        run_benchmarks(&criterion_dir)?;
-    }
-    let options = RefreshOptions {
-        criterion_dir,
-        baseline_dir,
-        newer_than: (!args.no_run).then_some(started),
-        suites: None,
-        fingerprint: Fingerprint::current(&paths::project_root()),
+    let mut options = RefreshOptions {
+        criterion_dir: criterion_dir.clone(),
+        baseline_dir: baseline_dir.clone(),
+        newer_than: None,
+        suites: (!args.suites.is_empty()).then(|| args.suites.iter().cloned().collect()),
+        fingerprint: Fingerprint::current(&root),
     };
+    if !args.no_run {
+        let suites = suites::select(&root, &args.suites)?;
+        // Progress estimates come from the current baselines, when they can be read.
+        let expected: BTreeMap<String, usize> = gate::baseline::read_dir(&baseline_dir)
+            .map(|baselines| {
+                baselines
+                    .into_iter()
+                    .map(|(suite, b)| (suite, b.benchmarks.len()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        bench_run::build(&suites)?;
+        let services = Services::for_suites(&root, &suites)?;
+        let runner = Runner::new(
+            &criterion_dir,
+            services::log_dir(&root),
+            services.env.clone(),
+            args.criterion_args.clone(),
+        )?;
+        let started = SystemTime::now();
+        let runs: Vec<SuiteRun> = suites
+            .iter()
+            .map(|suite| SuiteRun {
+                suite: suite.clone(),
+                filter: None,
+                expected: expected.get(suite).copied().unwrap_or(0),
+            })
+            .collect();
+        runner.run("run", &runs)?;
+        drop(services);
+        options.newer_than = Some(started);
+        options.suites = Some(suites.into_iter().collect());
+    }
     let written = gate::refresh(&options).context("cannot refresh the baselines")?;
     for suite in &written {
         eprintln!(

@@ -1,7 +1,7 @@
 //! The one place where xtask starts child processes.
 
 use std::ffi::OsStr;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
@@ -55,6 +55,22 @@ impl Cmd {
             bail!("`{}` failed: {status}", self.display);
         }
         Ok(())
+    }
+}
+
+impl Cmd {
+    /// Starts the command with stdout and stderr piped to the caller (and stdin closed),
+    /// announcing it on stderr. The caller reads the pipes and waits.
+    pub(crate) fn spawn_piped(mut self) -> anyhow::Result<(Child, String)> {
+        eprintln!("$ {}", self.display);
+        let child = self
+            .inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("failed to start `{}`", self.display))?;
+        Ok((child, self.display))
     }
 }
 

@@ -20,6 +20,33 @@ pub(crate) enum Command {
     /// Manage the committed baselines.
     #[command(subcommand)]
     Baseline(BaselineCommand),
+    /// Measure the gate itself.
+    #[command(subcommand)]
+    Gate(GateCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum GateCommand {
+    /// Measure the gate's false alarms and detections on this machine: A/A rounds (the same
+    /// code twice) and A/B rounds with a latency and an allocation regression injected into the
+    /// calibration suite.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CalibrateArgs {
+    /// Rounds of each kind (A/A, latency A/B, allocation A/B).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub(crate) rounds: u32,
+    /// The injected latency factor (work per iteration multiplied by it).
+    #[arg(long, default_value_t = 1.30)]
+    pub(crate) latency_factor: f64,
+    /// The injected allocation factor (allocations per iteration multiplied by it).
+    #[arg(long, default_value_t = 1.35)]
+    pub(crate) allocation_factor: f64,
+    /// Arguments passed on to criterion, after `--`.
+    #[arg(last = true, value_name = "CRITERION_ARGS")]
+    pub(crate) criterion_args: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -54,6 +81,13 @@ pub(crate) struct PerfGateArgs {
     /// Also write the report as JUnit XML.
     #[arg(long, value_name = "PATH")]
     pub(crate) junit: Option<PathBuf>,
+    /// Run only this suite (repeatable) [default: every suite under benches/ except
+    /// `calibration`, which measures the gate itself].
+    #[arg(long = "suite", value_name = "NAME")]
+    pub(crate) suites: Vec<String>,
+    /// Arguments passed on to criterion, after `--` (e.g. `-- --sample-size 20`).
+    #[arg(last = true, value_name = "CRITERION_ARGS")]
+    pub(crate) criterion_args: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -74,4 +108,11 @@ pub(crate) struct RefreshArgs {
     /// Where the committed baselines live [default: baselines/ in the workspace].
     #[arg(long, value_name = "DIR")]
     pub(crate) baseline_dir: Option<PathBuf>,
+    /// Run only this suite (repeatable) [default: every suite under benches/ except
+    /// `calibration`, which measures the gate itself].
+    #[arg(long = "suite", value_name = "NAME")]
+    pub(crate) suites: Vec<String>,
+    /// Arguments passed on to criterion, after `--` (e.g. `-- --sample-size 20`).
+    #[arg(last = true, value_name = "CRITERION_ARGS")]
+    pub(crate) criterion_args: Vec<String>,
 }

@@ -4,17 +4,22 @@
 //! through [`cmd`], so arguments are never pasted into a shell string.
 
 mod baseline;
+mod bench_run;
+mod calibrate;
 mod cmd;
 mod flags;
+mod lint;
 mod paths;
 mod perf_gate;
+mod services;
+mod suites;
 mod test;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::flags::{BaselineCommand, Command, Flags};
+use crate::flags::{BaselineCommand, Command, Flags, GateCommand};
 
 /// Exit code for "the command could not do its job": bad usage, bad data, a failing tool.
 const EXIT_ERROR: u8 = 2;
@@ -27,6 +32,7 @@ fn main() -> ExitCode {
         Command::Baseline(BaselineCommand::Refresh(args)) => {
             baseline::refresh(&args).map(|()| ExitCode::SUCCESS)
         }
+        Command::Gate(GateCommand::Calibrate(args)) => calibrate::run(&args),
     };
     match result {
         Ok(code) => code,

@@ -2,10 +2,12 @@
 
 use crate::cmd::cargo;
 use crate::flags::TestArgs;
+use crate::{lint, paths};
 
 pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
     if !args.no_lint {
         cargo().args(["fmt", "--all", "--check"]).run()?;
+        lint::run(&paths::project_root())?;
         cargo()
             .args([
                 "clippy",
@@ -18,6 +20,11 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
             .run()?;
     }
     cargo().args(["test", "--workspace"]).run()?;
+    // Criterion's test mode: every benchmark of every suite runs once, against real services.
+    // Only the bench crates have benchmark targets (`bench = false` everywhere else).
+    cargo()
+        .args(["bench", "--workspace", "--", "--test"])
+        .run()?;
     eprintln!("all checks passed");
     Ok(())
 }

@@ -38,6 +38,16 @@ fn calibration(c: &mut Criterion) {
     let mut group = Group::new(c, "calibration");
     configure(&mut group);
 
+    // The machine's yardstick, measured first: fixed work that no knob scales. The gate divides
+    // the suite's latency ratios by this benchmark's ratio to its baseline, so a machine that
+    // is slower or faster as a whole than when the baseline was measured moves nothing.
+    let id = "calibration/floor/cpu_reference";
+    if knobs.runs(id) {
+        group.bench_with_parameter("floor", "cpu_reference", |b| {
+            b.iter(|| checksum(&data, BASE.work))
+        });
+    }
+
     let id = "calibration/checksum/3840";
     if knobs.runs(id) {
         let load = knobs.load(id, BASE);

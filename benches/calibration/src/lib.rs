@@ -9,6 +9,7 @@
 //! | `CALIBRATION_ONLY` | all | a glob: the three factors apply only to benchmark ids matching it |
 //! | `CALIBRATION_SKIP` | none | a glob: benchmarks whose ids match it are not run at all |
 //! | `CALIBRATION_EXTRA` | `0` | `1` adds the benchmark `calibration/extra` |
+//! | `CALIBRATION_ONCE` | none | a file path: the factors apply only while it does not exist, and the run that applies them creates it (a regression that shows only in the first of several runs) |
 //!
 //! Counts are rounded to whole units (`round(base × factor)`). The base loads of the suite are
 //! multiples of 10 (60 units of work, 10 allocations of 80 bytes), so factors with one decimal
@@ -30,6 +31,8 @@ pub const ENV_ONLY: &str = "CALIBRATION_ONLY";
 pub const ENV_SKIP: &str = "CALIBRATION_SKIP";
 /// See the module docs.
 pub const ENV_EXTRA: &str = "CALIBRATION_EXTRA";
+/// See the module docs.
+pub const ENV_ONCE: &str = "CALIBRATION_ONCE";
 
 /// A knob that could not be understood.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,15 @@ pub enum Error {
         /// What globset said.
         #[source]
         source: globset::Error,
+    },
+    /// The marker file of `CALIBRATION_ONCE` could not be created.
+    #[error("{ENV_ONCE}={}: cannot create the marker file", .path.display())]
+    Once {
+        /// The marker file.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// A flag that is neither 0 nor 1.
     #[error("{name}={value:?}: expected 0 or 1")]
@@ -89,9 +101,28 @@ impl Default for Knobs {
 }
 
 impl Knobs {
-    /// Reads the knobs from the process environment.
+    /// Reads the knobs from the process environment, and applies `CALIBRATION_ONCE`: when its
+    /// marker file exists the factors are 1; otherwise this run creates it and keeps them.
     pub fn from_env() -> Result<Knobs, Error> {
-        Knobs::from_lookup(|name| std::env::var(name).ok())
+        let knobs = Knobs::from_lookup(|name| std::env::var(name).ok())?;
+        let Some(path) = std::env::var_os(ENV_ONCE).filter(|p| !p.is_empty()) else {
+            return Ok(knobs);
+        };
+        let path = std::path::PathBuf::from(path);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(_) => Ok(knobs),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(Knobs {
+                work: 1.0,
+                allocs: 1.0,
+                bytes: 1.0,
+                ..knobs
+            }),
+            Err(source) => Err(Error::Once { path, source }),
+        }
     }
 
     /// Reads the knobs through `lookup` (the environment, or a map in tests).

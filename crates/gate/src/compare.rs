@@ -73,10 +73,16 @@ pub struct LatencyComparison {
     pub current_median_ns: f64,
     /// Its confidence interval (ns).
     pub current_ci_ns: [f64; 2],
-    /// `current_median_ns / baseline_median_ns`.
+    /// `current_median_ns / baseline_median_ns / speed_factor`: the change the code made, with
+    /// the machine's change of speed (measured by the suite's reference benchmarks) taken out.
     pub ratio: f64,
     /// `(ratio − 1) × 100`.
     pub change_percent: f64,
+    /// `current_median_ns / baseline_median_ns`, as measured.
+    pub raw_ratio: f64,
+    /// How much slower (> 1) or faster (< 1) the machine ran the suite's reference benchmarks
+    /// than when the baseline was measured; 1 when the suite has none.
+    pub speed_factor: f64,
     /// p-value of the test of "current ≤ (1 + t) × baseline" (small: a significant regression).
     pub p_regression: Option<f64>,
     /// p-value of the test of "current ≥ baseline / (1 + t)" (small: a significant improvement).
@@ -137,6 +143,22 @@ impl Comparison {
         Comparison::without_baseline(Status::Missing, "in the baseline but not in the results")
     }
 
+    /// This comparison for a reference benchmark: its latency is the machine's speed, which
+    /// sets the suite's speed factor, so it is reported but never a regression or an
+    /// improvement. Its allocation counts are still judged: they belong to the client code.
+    pub fn as_reference(mut self) -> Comparison {
+        self.regressions.retain(|m| *m != Metric::Latency);
+        self.improvements.retain(|m| *m != Metric::Latency);
+        self.notes.retain(|note| !note.starts_with("time "));
+        self.notes.push(
+            "reference benchmark: it measures the machine, and its latency sets the suite's speed \
+             factor instead of being judged"
+                .to_owned(),
+        );
+        self.status = status_of(&self.regressions, &self.improvements);
+        self
+    }
+
     fn without_baseline(status: Status, note: &str) -> Comparison {
         Comparison {
             status,
@@ -165,11 +187,23 @@ pub fn compare(
     current: &Measurement,
     thresholds: &Thresholds,
 ) -> Comparison {
+    compare_normalized(baseline, current, thresholds, 1.0)
+}
+
+/// [`compare`], with the current times divided by `speed_factor` first: the machine's change of
+/// speed since the baseline, as measured by the suite's reference benchmarks in the same run.
+/// The latency rule is then applied to what is left, the change the code made.
+pub fn compare_normalized(
+    baseline: &Measurement,
+    current: &Measurement,
+    thresholds: &Thresholds,
+    speed_factor: f64,
+) -> Comparison {
     let mut regressions = Vec::new();
     let mut improvements = Vec::new();
     let mut notes = Vec::new();
 
-    let latency = compare_latency(baseline, current, thresholds.latency_percent);
+    let latency = compare_latency(baseline, current, thresholds.latency_percent, speed_factor);
     if let Some(l) = &latency {
         let t = thresholds.latency_percent;
         let up = 1.0 + t / 100.0;
@@ -258,10 +292,21 @@ fn compare_latency(
     baseline: &Measurement,
     current: &Measurement,
     latency_percent: f64,
+    speed_factor: f64,
 ) -> Option<LatencyComparison> {
     if !(baseline.median_ns > 0.0 && current.median_ns.is_finite()) {
         return None;
     }
+    let speed_factor = if speed_factor.is_finite() && speed_factor > 0.0 {
+        speed_factor
+    } else {
+        1.0
+    };
+    let normalized: Vec<f64> = current
+        .samples_ns
+        .iter()
+        .map(|s| s / speed_factor)
+        .collect();
     let up = 1.0 + latency_percent / 100.0;
     let scaled = |factor: f64| {
         baseline
@@ -270,11 +315,11 @@ fn compare_latency(
             .map(|s| s * factor)
             .collect::<Vec<_>>()
     };
-    let p_regression =
-        mann_whitney_u(&current.samples_ns, &scaled(up), Alternative::Greater).map(|r| r.p);
+    let p_regression = mann_whitney_u(&normalized, &scaled(up), Alternative::Greater).map(|r| r.p);
     let p_improvement =
-        mann_whitney_u(&current.samples_ns, &scaled(1.0 / up), Alternative::Less).map(|r| r.p);
-    let ratio = current.median_ns / baseline.median_ns;
+        mann_whitney_u(&normalized, &scaled(1.0 / up), Alternative::Less).map(|r| r.p);
+    let raw_ratio = current.median_ns / baseline.median_ns;
+    let ratio = raw_ratio / speed_factor;
     Some(LatencyComparison {
         baseline_median_ns: baseline.median_ns,
         baseline_ci_ns: baseline.median_ci_ns,
@@ -282,6 +327,8 @@ fn compare_latency(
         current_ci_ns: current.median_ci_ns,
         ratio,
         change_percent: (ratio - 1.0) * 100.0,
+        raw_ratio,
+        speed_factor,
         p_regression,
         p_improvement,
     })

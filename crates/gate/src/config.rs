@@ -9,6 +9,11 @@
 //! glob = "orders/place/**"
 //! latency = 35
 //! reason = "Talks to PostgreSQL over loopback; CI runners show ±30% between runs (see #123)."
+//!
+//! # Reference benchmarks measure the machine, not the code (see the crate docs on speed
+//! # normalisation). The default is shown; `globs = []` turns normalisation off.
+//! [references]
+//! globs = ["*/floor/**"]
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -55,13 +60,50 @@ pub struct Override {
     matcher: GlobMatcher,
 }
 
-/// The gate's configuration: the overrides, in file order.
-#[derive(Debug, Clone, Default)]
+/// The reference benchmarks of a suite when the configuration does not say otherwise: the
+/// raw round trips and fixed workloads each suite measures under `<suite>/floor/`.
+pub const DEFAULT_REFERENCE_GLOBS: &[&str] = &["*/floor/**"];
+
+/// The gate's configuration: the overrides, in file order, and the reference benchmarks.
+#[derive(Debug, Clone)]
 pub struct Config {
     /// The file it came from, if any.
     pub path: Option<PathBuf>,
     /// The overrides.
     pub overrides: Vec<Override>,
+    /// Globs of the reference benchmarks: they measure the machine (a PostgreSQL round trip, a
+    /// fixed CPU workload), not the code, and set the speed factor of their suite.
+    pub reference_globs: Vec<String>,
+    references: globset::GlobSet,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        let globs: Vec<String> = DEFAULT_REFERENCE_GLOBS
+            .iter()
+            .map(|g| (*g).to_owned())
+            .collect();
+        let references = glob_set(&globs).expect("the default reference globs are valid");
+        Config {
+            path: None,
+            overrides: Vec::new(),
+            reference_globs: globs,
+            references,
+        }
+    }
+}
+
+fn glob_set(globs: &[String]) -> Result<globset::GlobSet, (String, globset::Error)> {
+    let mut builder = globset::GlobSetBuilder::new();
+    for glob in globs {
+        builder.add(
+            GlobBuilder::new(glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|err| (glob.clone(), err))?,
+        );
+    }
+    builder.build().map_err(|err| (String::new(), err))
 }
 
 /// Where the configuration comes from.
@@ -80,6 +122,14 @@ pub enum ConfigFile {
 struct RawConfig {
     #[serde(rename = "override", default)]
     overrides: Vec<RawOverride>,
+    #[serde(default)]
+    references: Option<RawReferences>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReferences {
+    globs: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -167,10 +217,25 @@ impl Config {
                 reason,
             });
         }
+        let reference_globs = match raw.references {
+            Some(references) => references.globs,
+            None => Config::default().reference_globs,
+        };
+        let references = glob_set(&reference_globs).map_err(|(glob, err)| Error::Invalid {
+            path: path.to_owned(),
+            message: format!("[references]: bad glob {glob:?}: {err}"),
+        })?;
         Ok(Config {
             path: Some(path.to_owned()),
             overrides,
+            reference_globs,
+            references,
         })
+    }
+
+    /// Whether `id` is a reference benchmark (see [`Config::reference_globs`]).
+    pub fn is_reference(&self, id: &str) -> bool {
+        self.references.is_match(id)
     }
 
     /// The first override matching `id`, if any.

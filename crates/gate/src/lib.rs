@@ -128,11 +128,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::SystemTime;
 
-pub use crate::compare::{ALPHA, Comparison, Metric, Status, compare};
+pub use crate::compare::{ALPHA, Comparison, Metric, Status, compare, compare_normalized};
 pub use crate::config::{Config, ConfigFile, Thresholds};
 pub use crate::error::{Error, exit_code};
 pub use crate::fingerprint::Fingerprint;
-pub use crate::report::{AppliedOverride, BenchmarkReport, Report, Verdict};
+pub use crate::report::{AppliedOverride, BenchmarkReport, Report, SuiteSpeed, Verdict};
 pub use crate::results::{Measurement, Results, read_results, suite_of};
 
 use crate::baseline::{FORMAT, SuiteBaseline};
@@ -185,6 +185,14 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
         .chain(baseline_of.keys().copied())
         .collect();
 
+    let speeds = speed_factors(&config, &baseline_of, &results);
+    let speed_of = |id: &str| {
+        speeds
+            .iter()
+            .find(|s| s.suite == suite_of(id))
+            .map_or(1.0, |s| s.factor)
+    };
+
     let mut in_common = 0;
     let mut used_overrides = BTreeSet::new();
     let mut benchmarks = Vec::with_capacity(ids.len());
@@ -211,7 +219,11 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
                         ),
                     });
                 }
-                compare(base, &current.measurement, &thresholds)
+                if config.is_reference(id) {
+                    compare(base, &current.measurement, &thresholds).as_reference()
+                } else {
+                    compare_normalized(base, &current.measurement, &thresholds, speed_of(id))
+                }
             }
             (None, Some(_)) => Comparison::new_benchmark(),
             (Some(_), None) => Comparison::missing(),
@@ -252,7 +264,18 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
         .map(|o| o.glob.clone())
         .collect();
 
-    Ok(Report::new(
+    let mut warnings = results.warnings;
+    for speed in &speeds {
+        if !(1.0 / SPEED_WARNING..=SPEED_WARNING).contains(&speed.factor) {
+            warnings.push(format!(
+                "suite {}: the reference benchmarks ran {:.2}× as long as in the baseline; \
+                 normalising a change of speed that large assumes every benchmark felt it alike \
+                 — refresh the baseline on this machine if it persists",
+                speed.suite, speed.factor
+            ));
+        }
+    }
+    let mut report = Report::new(
         Thresholds::default(),
         ALPHA,
         FingerprintReport {
@@ -261,8 +284,47 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
         },
         benchmarks,
         unused_overrides,
-        results.warnings,
-    ))
+        warnings,
+    );
+    report.speeds = speeds;
+    Ok(report)
+}
+
+/// A speed factor beyond which (or below whose inverse) the report warns.
+const SPEED_WARNING: f64 = 1.5;
+
+/// Each suite's speed factor: the geometric mean, over its reference benchmarks present in
+/// both the baseline and the results, of current median / baseline median. Suites without
+/// reference benchmarks are left out (factor 1).
+fn speed_factors(
+    config: &Config,
+    baseline_of: &BTreeMap<&str, &Measurement>,
+    results: &Results,
+) -> Vec<SuiteSpeed> {
+    let mut by_suite: BTreeMap<&str, Vec<(String, f64)>> = BTreeMap::new();
+    for (id, result) in &results.benchmarks {
+        let Some(base) = baseline_of.get(id.as_str()) else {
+            continue;
+        };
+        let ratio = result.measurement.median_ns / base.median_ns;
+        if config.is_reference(id) && ratio.is_finite() && ratio > 0.0 {
+            by_suite
+                .entry(suite_of(id))
+                .or_default()
+                .push((id.clone(), ratio));
+        }
+    }
+    by_suite
+        .into_iter()
+        .map(|(suite, refs)| {
+            let mean_log = refs.iter().map(|(_, r)| r.ln()).sum::<f64>() / refs.len() as f64;
+            SuiteSpeed {
+                suite: suite.to_owned(),
+                factor: mean_log.exp(),
+                references: refs,
+            }
+        })
+        .collect()
 }
 
 /// What [`refresh`] rewrites.

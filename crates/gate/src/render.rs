@@ -183,8 +183,13 @@ pub fn reason(b: &BenchmarkReport) -> String {
         Status::Unchanged | Status::New | Status::Missing => b.measured.notes.clone(),
     };
     if let Some(confirmation) = &b.confirmation {
+        let time = confirmation
+            .latency
+            .as_ref()
+            .map(|l| format!(", time {}", signed_percent(l.change_percent)))
+            .unwrap_or_default();
         parts.push(format!(
-            "confirmation run: {}",
+            "confirmation run: {}{time}",
             confirmation.status.as_str()
         ));
     }
@@ -213,6 +218,29 @@ pub fn rules_line(report: &Report) -> String {
         "thresholds: latency +{}% (and significant at α = {}), allocations +{}%, bytes +{}%",
         t.latency_percent, report.alpha, t.allocations_percent, t.bytes_percent
     )
+}
+
+/// One line per suite with reference benchmarks: how fast the machine ran them compared with
+/// the baseline, which the latency changes of that suite are relative to.
+pub fn speed_lines(report: &Report) -> Vec<String> {
+    report
+        .speeds
+        .iter()
+        .map(|speed| {
+            let references: Vec<String> = speed
+                .references
+                .iter()
+                .map(|(id, ratio)| format!("{id} {}", signed_percent((ratio - 1.0) * 100.0)))
+                .collect();
+            format!(
+                "machine speed, suite {}: reference benchmarks {} against the baseline ({}); \
+                 its latency changes are net of that",
+                speed.suite,
+                signed_percent((speed.factor - 1.0) * 100.0),
+                references.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// The fingerprint warning for one suite, as plain text lines.

@@ -68,6 +68,18 @@ pub struct AppliedOverride {
     pub reason: String,
 }
 
+/// How fast the machine ran a suite compared with its baseline, from its reference benchmarks.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SuiteSpeed {
+    /// The suite.
+    pub suite: String,
+    /// Current time / baseline time of the reference benchmarks (geometric mean): above 1 the
+    /// machine is slower now. Latency ratios of the suite's other benchmarks are divided by it.
+    pub factor: f64,
+    /// Each reference benchmark and its ratio.
+    pub references: Vec<(String, f64)>,
+}
+
 /// Everything the gate found about one benchmark.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchmarkReport {
@@ -139,6 +151,8 @@ pub struct Report {
     pub unused_overrides: Vec<String>,
     /// Other things the reader should know.
     pub warnings: Vec<String>,
+    /// The machine's speed per suite (suites with reference benchmarks only).
+    pub speeds: Vec<SuiteSpeed>,
 }
 
 impl Report {
@@ -159,6 +173,7 @@ impl Report {
             benchmarks,
             unused_overrides,
             warnings,
+            speeds: Vec::new(),
         };
         report.refresh_verdict();
         report

@@ -1,6 +1,8 @@
 //! End-to-end tests of `cargo xtask perf-gate` and `cargo xtask baseline refresh` through the
 //! real binary: flags, exit codes and report files, over the gate's criterion fixtures.
 
+mod confirmation;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

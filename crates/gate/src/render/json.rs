@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::compare::{Comparison, CountComparison, LatencyComparison, Metric, Status};
 use crate::config::Thresholds;
-use crate::report::{AppliedOverride, FingerprintReport, Report, Verdict};
+use crate::report::{AppliedOverride, FingerprintReport, Report, SuiteSpeed, Verdict};
 
 /// The version of the schema below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -20,6 +20,7 @@ struct JsonReport<'a> {
     fingerprint: Option<&'a FingerprintReport>,
     unused_overrides: &'a [String],
     warnings: &'a [String],
+    speeds: &'a [SuiteSpeed],
     benchmarks: Vec<JsonBenchmark<'a>>,
 }
 
@@ -70,6 +71,7 @@ pub fn render(report: &Report) -> String {
         fingerprint: Some(&report.fingerprint),
         unused_overrides: &report.unused_overrides,
         warnings: &report.warnings,
+        speeds: &report.speeds,
         benchmarks: report
             .benchmarks
             .iter()
@@ -106,6 +108,7 @@ pub fn render_error(message: &str) -> String {
         fingerprint: None,
         unused_overrides: &[],
         warnings: &[],
+        speeds: &[],
         benchmarks: Vec::new(),
     })
 }

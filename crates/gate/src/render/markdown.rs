@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, summary_counts,
+    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, speed_lines,
+    summary_counts,
 };
 use crate::compare::Status;
 use crate::report::{BenchmarkReport, Report, Verdict};
@@ -80,13 +81,19 @@ pub fn render(report: &Report) -> String {
     }
 
     let _ = writeln!(out, "{}.\n", summary_counts(report));
+    for line in speed_lines(report) {
+        let _ = writeln!(out, "- {}", cell(&line));
+    }
     for warning in &report.warnings {
         let _ = writeln!(out, "- ⚠️ {}", cell(warning));
     }
     for glob in &report.unused_overrides {
         let _ = writeln!(out, "- the override `{}` matched no benchmark", cell(glob));
     }
-    if !report.warnings.is_empty() || !report.unused_overrides.is_empty() {
+    if !report.warnings.is_empty()
+        || !report.unused_overrides.is_empty()
+        || !report.speeds.is_empty()
+    {
         out.push('\n');
     }
 

@@ -3,7 +3,8 @@
 use std::fmt::Write as _;
 
 use super::{
-    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, summary_counts,
+    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, speed_lines,
+    summary_counts,
 };
 use crate::compare::Status;
 use crate::report::{Report, Verdict};
@@ -88,6 +89,9 @@ pub fn render(report: &Report, colour: bool) -> String {
     }
     out.push('\n');
 
+    for line in speed_lines(report) {
+        let _ = writeln!(out, "{line}");
+    }
     for warning in &report.warnings {
         let _ = writeln!(
             out,

@@ -1,0 +1,120 @@
+//! PostgreSQL and Redis for a whole benchmark run, started once and shared by every suite.
+//!
+//! When `DATABASE_URL` and `REDIS_URL` are set, the suites use them as they are. Otherwise the
+//! `perf-services` binary of the `provision` crate starts them (Docker or local binaries, as
+//! the tests choose) and prints their URLs; the suites then get them through the same two
+//! variables. Closing its stdin stops the servers; if xtask dies instead (Ctrl-C, a kill),
+//! `perf-services` dies with it and its watchdog removes the servers and their directory.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use anyhow::{Context, bail};
+
+use crate::cmd::cargo;
+
+/// Running services and the environment that points the suites at them.
+pub(crate) struct Services {
+    /// `DATABASE_URL` and `REDIS_URL` for the suites.
+    pub(crate) env: Vec<(String, String)>,
+    // Dropped (closed) before the child is waited for: that is what stops it.
+    stdin: Option<ChildStdin>,
+    child: Option<Child>,
+}
+
+impl Services {
+    /// Services for running `suites`: none when only the calibration suite runs (it is pure
+    /// CPU), else [`Services::start`].
+    pub(crate) fn for_suites(root: &Path, suites: &[String]) -> anyhow::Result<Services> {
+        if suites
+            .iter()
+            .all(|suite| suite == crate::suites::CALIBRATION)
+        {
+            return Ok(Services {
+                env: Vec::new(),
+                stdin: None,
+                child: None,
+            });
+        }
+        Services::start(root)
+    }
+
+    pub(crate) fn start(root: &Path) -> anyhow::Result<Services> {
+        let from_env = |name: &str| std::env::var(name).ok().filter(|value| !value.is_empty());
+        if let (Some(database), Some(redis)) = (from_env("DATABASE_URL"), from_env("REDIS_URL")) {
+            eprintln!("perf-gate: using DATABASE_URL and REDIS_URL from the environment");
+            return Ok(Services {
+                env: vec![
+                    ("DATABASE_URL".into(), database),
+                    ("REDIS_URL".into(), redis),
+                ],
+                stdin: None,
+                child: None,
+            });
+        }
+        // The bench profile and the whole workspace, like the suites themselves, so that the
+        // dependencies compiled for them are reused.
+        cargo()
+            .args([
+                "build",
+                "--profile",
+                "bench",
+                "--workspace",
+                "--bin",
+                "perf-services",
+            ])
+            .run()?;
+        let binary = target_dir(root).join("release").join("perf-services");
+        let mut child = Command::new(&binary)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let stdin = child.stdin.take();
+        let stdout = child.stdout.take().context("perf-services has no stdout")?;
+        let mut env = Vec::new();
+        let mut ready = false;
+        for line in BufReader::new(stdout).lines() {
+            let line = line.context("cannot read the output of perf-services")?;
+            if let Some(assignment) = line.strip_prefix("export ") {
+                if let Some((name, value)) = assignment.split_once('=') {
+                    env.push((name.to_owned(), value.to_owned()));
+                }
+            } else if line.starts_with("# ready") {
+                ready = true;
+                break;
+            }
+        }
+        let mut services = Services {
+            env,
+            stdin,
+            child: Some(child),
+        };
+        if !ready || services.env.len() != 2 {
+            let status = services.child.as_mut().map(|child| child.wait());
+            bail!("perf-services did not start the services (it exited: {status:?})");
+        }
+        Ok(services)
+    }
+}
+
+impl Drop for Services {
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        if let Some(mut child) = self.child.take() {
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Where the suites' logs go: `target/perf-gate/`.
+pub(crate) fn log_dir(root: &Path) -> PathBuf {
+    target_dir(root).join("perf-gate")
+}
+
+/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target` in the workspace.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
+}
