@@ -253,7 +253,7 @@ fn policy(c: &mut Criterion) {
     let misses = distinct_requests(MISS_REQUESTS);
     let mut next = 0;
     let before = fixture.cached.stats();
-    // 0.2 to 0.3 ms per miss (an evaluation and two Redis round trips, whose cost depends on
+    // 0.2 to 0.5 ms per miss (an evaluation and two Redis round trips, whose cost depends on
     // how busy the machine is): criterion's linear ramp of 5,050 iterations may not fit, so flat
     // sampling over 3 s.
     group
