@@ -117,11 +117,10 @@ impl PolicyEngine {
         let Some(cache) = &self.cache else {
             return self.evaluate(&policies, request).into_decision();
         };
-        let key = match serde_json::to_string(request) {
-            Ok(json) => format!("decision:{}:{json}", policies.version()),
+        let Some(key) = cache_key(&policies, request) else {
             // Not reachable for this plain struct; if it were, deciding without the cache is
             // still correct.
-            Err(_) => return self.evaluate(&policies, request).into_decision(),
+            return self.evaluate(&policies, request).into_decision();
         };
         let loaded = cache
             .get_or_load(&key, || async {
@@ -136,6 +135,22 @@ impl PolicyEngine {
             Err(LoadError::Loader(failed)) => failed.0.clone(),
             // A `Decision` always encodes; should that ever change, evaluate without the cache.
             Err(LoadError::Encode(_)) => self.evaluate(&policies, request).into_decision(),
+        }
+    }
+
+    /// Removes the cached decision of `request` under the current policies from both tiers of
+    /// the decision cache, so that the next [`authorize`](Self::authorize) of it evaluates the
+    /// policies again. Does nothing without a cache.
+    ///
+    /// Decisions never go stale (the policy version is part of the key), so production code has
+    /// no need for this; the benchmarks use it to measure a true cache miss on every iteration
+    /// without an ever-growing set of fresh requests.
+    pub async fn forget(&self, request: &AuthzRequest) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        if let Some(key) = cache_key(&self.policies(), request) {
+            cache.delete(&key).await;
         }
     }
 
@@ -162,6 +177,14 @@ impl PolicyEngine {
         }
         outcome
     }
+}
+
+/// The decision cache key of `request` under `policies`: the policy version and the whole
+/// request, so that a cached decision is never read under other policies. `None` if the request
+/// cannot be encoded (not reachable for this plain struct).
+fn cache_key(policies: &PolicySet, request: &AuthzRequest) -> Option<String> {
+    let json = serde_json::to_string(request).ok()?;
+    Some(format!("decision:{}:{json}", policies.version()))
 }
 
 #[cfg(test)]
@@ -206,6 +229,25 @@ mod tests {
         let stats = engine.stats();
         assert_eq!(stats.evaluations, 1);
         assert_eq!(stats.cache.expect("cached").l1_hits, 1);
+    }
+
+    #[tokio::test]
+    async fn forgotten_decisions_are_evaluated_again() {
+        let engine = cached_engine(PolicySet::shipped().expect("compiles"));
+        let (mine, other) = (request("u1"), request("u2"));
+        engine.authorize(&mine).await;
+        engine.authorize(&other).await;
+        engine.forget(&mine).await;
+        engine.authorize(&mine).await;
+        engine.authorize(&other).await;
+        let stats = engine.stats();
+        // `mine` twice (it was forgotten in between), `other` once.
+        assert_eq!(stats.evaluations, 3);
+        assert_eq!(stats.cache.expect("cached").l1_hits, 1);
+        // Without a cache there is nothing to forget.
+        PolicyEngine::new(PolicySet::shipped().expect("compiles"))
+            .forget(&mine)
+            .await;
     }
 
     #[tokio::test]

@@ -222,6 +222,59 @@ impl Bencher<'_, '_> {
         });
     }
 
+    /// Times an async `routine` on inputs made by `setup`: the async counterpart of
+    /// [`Bencher::iter_batched`]. Each batch's inputs are made first, outside the timing and the
+    /// counting; then the batch's routines run one after another inside one `block_on` of
+    /// `executor`, as in [`Bencher::iter_async`], and only they are timed and counted.
+    ///
+    /// `setup` runs outside the executor, so it may block on it itself, e.g. to reset the state
+    /// an iteration changes (`|| runtime.block_on(cache.invalidate_l1(key))`). A reset that must
+    /// hold for every routine of a batch needs a distinct input per routine (a different key per
+    /// iteration of the batch), because the batch's setups all run before its routines.
+    pub fn iter_batched_async<E, I, O, S, R, F>(
+        &mut self,
+        executor: E,
+        mut setup: S,
+        mut routine: R,
+        size: BatchSize,
+    ) where
+        E: AsyncExecutor,
+        S: FnMut() -> I,
+        R: FnMut(I) -> F,
+        F: Future<Output = O>,
+    {
+        let id = self.id;
+        self.inner.iter_custom(|iters| {
+            let per_batch = iters_per_batch(size, iters);
+            let mut elapsed = Duration::ZERO;
+            let mut allocated = AllocationCounts::default();
+            let mut done = 0;
+            while done < iters {
+                let batch = per_batch.min(iters - done);
+                let inputs = black_box((0..batch).map(|_| setup()).collect::<Vec<_>>());
+                // Reserved before counting, so that keeping the outputs never allocates inside
+                // the measurement; they are dropped after it.
+                let mut outputs = Vec::with_capacity(inputs.len());
+                let (batch_elapsed, batch_counts) = executor.block_on(async {
+                    let before = counts();
+                    let start = Instant::now();
+                    for input in inputs {
+                        outputs.push(routine(input).await);
+                    }
+                    let batch_elapsed = start.elapsed();
+                    (batch_elapsed, counts() - before)
+                });
+                elapsed += batch_elapsed;
+                allocated.allocations += batch_counts.allocations;
+                allocated.bytes += batch_counts.bytes;
+                drop(black_box(outputs));
+                done += batch;
+            }
+            record(id, iters, allocated);
+            elapsed
+        });
+    }
+
     /// Lets `routine` time `iters` iterations itself (like [`criterion::Bencher::iter_custom`]),
     /// for concurrent batches: everything `routine` does while it runs is counted, on every
     /// thread, so keep expensive setup outside it.

@@ -32,6 +32,7 @@
 
 pub mod alloc;
 mod group;
+pub mod latency;
 mod output;
 mod record;
 mod run;
@@ -40,11 +41,13 @@ use std::path::PathBuf;
 
 pub use crate::alloc::{AllocationCounts, CountingAllocator, counts};
 pub use crate::group::{Bencher, Group};
+pub use crate::latency::{Latencies, test_mode};
 pub use crate::output::{
-    AllocationsFile, WriteSummary, default_output_directory, write_allocation_files,
+    AllocationsFile, WriteSummary, default_output_directory, remove_allocation_files,
+    write_allocation_files,
 };
 pub use crate::record::{Totals, totals};
-pub use crate::run::{GroupFn, run, run_with};
+pub use crate::run::{GroupFn, run, run_uncounted, run_with};
 pub use criterion::{self, BatchSize, Criterion, SamplingMode, Throughput};
 
 // The unit tests count allocations, so their binary needs the counting allocator too.
@@ -81,14 +84,39 @@ pub enum Error {
     },
 }
 
+/// Whether this build of the harness counts allocations: `true` unless the `uncounted` feature
+/// is enabled.
+pub const COUNTING: bool = !cfg!(feature = "uncounted");
+
+/// The global allocator [`main!`] installs: [`CountingAllocator`], or `std::alloc::System` with
+/// the `uncounted` feature. Decided here rather than in the macro because a `cfg` inside a
+/// macro would be evaluated against the features of the bench crate that expands it.
+#[cfg(not(feature = "uncounted"))]
+pub type HarnessAllocator = CountingAllocator;
+/// The global allocator [`main!`] installs: [`CountingAllocator`], or `std::alloc::System` with
+/// the `uncounted` feature. Decided here rather than in the macro because a `cfg` inside a
+/// macro would be evaluated against the features of the bench crate that expands it.
+#[cfg(feature = "uncounted")]
+pub type HarnessAllocator = std::alloc::System;
+
+/// The value of [`HarnessAllocator`] that [`main!`] installs.
+#[cfg(not(feature = "uncounted"))]
+pub const HARNESS_ALLOCATOR: HarnessAllocator = CountingAllocator;
+/// The value of [`HarnessAllocator`] that [`main!`] installs.
+#[cfg(feature = "uncounted")]
+pub const HARNESS_ALLOCATOR: HarnessAllocator = std::alloc::System;
+
 /// Defines the bench target's `main`: installs [`CountingAllocator`] as the global allocator,
 /// runs the given group functions (each `fn(&mut Criterion)`) with criterion configured from the
 /// command line, and writes the allocation counts. Use it instead of `criterion_main!`.
+///
+/// With the harness's `uncounted` feature it installs `std::alloc::System` instead and writes
+/// no counts (see [`run_uncounted`]); that build exists only to measure what counting costs.
 #[macro_export]
 macro_rules! main {
     ($($group:path),+ $(,)?) => {
         #[global_allocator]
-        static BENCH_HARNESS_GLOBAL_ALLOCATOR: $crate::CountingAllocator = $crate::CountingAllocator;
+        static BENCH_HARNESS_GLOBAL_ALLOCATOR: $crate::HarnessAllocator = $crate::HARNESS_ALLOCATOR;
 
         fn main() -> ::std::process::ExitCode {
             $crate::run(&[$(&$group),+])

@@ -93,10 +93,77 @@ pub fn write_allocation_files(
         summary.unmatched = wanted.keys().map(|id| (*id).to_owned()).collect();
         return Ok(summary);
     }
+    let mut found = BTreeMap::new();
+    for (path, id) in fresh_results(output_directory, run_started)? {
+        if let Some(totals) = wanted.get(id.as_str()) {
+            let file = AllocationsFile {
+                iterations: totals.iterations,
+                allocations: totals.allocations,
+                bytes: totals.bytes,
+            };
+            let target = path.with_file_name("allocations.json");
+            let mut json = serde_json::to_string_pretty(&file).map_err(|source| Error::Json {
+                path: target.clone(),
+                source,
+            })?;
+            json.push('\n');
+            fs::write(&target, json).map_err(|source| Error::Io {
+                path: target.clone(),
+                source,
+            })?;
+            found.insert(id, target);
+        }
+    }
+    summary.unmatched = wanted
+        .keys()
+        .filter(|id| !found.contains_key(**id))
+        .map(|id| (*id).to_owned())
+        .collect();
+    summary.written = found.into_values().collect();
+    Ok(summary)
+}
+
+/// Removes `<dir>/new/allocations.json` next to every `<dir>/new/benchmark.json` under
+/// `output_directory` that criterion wrote during this run (modified at or after `run_started`),
+/// and returns the files removed.
+///
+/// This is what a run without counting (the `uncounted` feature) does instead of writing: its
+/// timings must never sit next to the counts of an earlier run, which the gate would read as this
+/// run's. A benchmark without the file is gated on latency only, or reported missing its counts.
+pub fn remove_allocation_files(
+    output_directory: &Path,
+    run_started: SystemTime,
+) -> Result<Vec<PathBuf>, Error> {
+    let mut removed = Vec::new();
+    if !output_directory.exists() {
+        return Ok(removed);
+    }
+    for (path, _) in fresh_results(output_directory, run_started)? {
+        let target = path.with_file_name("allocations.json");
+        match fs::remove_file(&target) {
+            Ok(()) => removed.push(target),
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    path: target,
+                    source,
+                });
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Every `new/benchmark.json` under `output_directory` modified since `run_started`, with its
+/// `full_id`.
+fn fresh_results(
+    output_directory: &Path,
+    run_started: SystemTime,
+) -> Result<Vec<(PathBuf, String)>, Error> {
     // File systems with coarse timestamps round modification times down to the second, so
     // compare against the start of the second the run started in.
     let since = floor_to_second(run_started);
-    let mut found = BTreeMap::new();
+    let mut results = Vec::new();
     for entry in walkdir::WalkDir::new(output_directory) {
         let entry = entry.map_err(|err| {
             let path = err.path().unwrap_or(output_directory).to_owned();
@@ -124,33 +191,9 @@ pub fn write_allocation_files(
         if modified < since {
             continue;
         }
-        let id = read_full_id(path)?;
-        if let Some(totals) = wanted.get(id.as_str()) {
-            let file = AllocationsFile {
-                iterations: totals.iterations,
-                allocations: totals.allocations,
-                bytes: totals.bytes,
-            };
-            let target = path.with_file_name("allocations.json");
-            let mut json = serde_json::to_string_pretty(&file).map_err(|source| Error::Json {
-                path: target.clone(),
-                source,
-            })?;
-            json.push('\n');
-            fs::write(&target, json).map_err(|source| Error::Io {
-                path: target.clone(),
-                source,
-            })?;
-            found.insert(id, target);
-        }
+        results.push((path.to_owned(), read_full_id(path)?));
     }
-    summary.unmatched = wanted
-        .keys()
-        .filter(|id| !found.contains_key(**id))
-        .map(|id| (*id).to_owned())
-        .collect();
-    summary.written = found.into_values().collect();
-    Ok(summary)
+    Ok(results)
 }
 
 fn read_full_id(path: &Path) -> Result<String, Error> {
@@ -243,6 +286,45 @@ mod tests {
         );
         assert!(!stale.join("allocations.json").exists());
         assert!(!baseline.join("allocations.json").exists());
+    }
+
+    #[test]
+    fn removal_touches_only_fresh_results() {
+        let root = tempfile::tempdir().unwrap();
+        let started = SystemTime::now();
+        let fresh = benchmark_dir(
+            root.path(),
+            "suite/fresh",
+            "suite/fresh",
+            started + Duration::from_secs(1),
+        );
+        let stale = benchmark_dir(
+            root.path(),
+            "suite/stale",
+            "suite/stale",
+            started - Duration::from_secs(3600),
+        );
+        let without = benchmark_dir(
+            root.path(),
+            "suite/without",
+            "suite/without",
+            started + Duration::from_secs(1),
+        );
+        for dir in [&fresh, &stale] {
+            fs::write(dir.join("allocations.json"), "{}").unwrap();
+        }
+
+        let removed = remove_allocation_files(root.path(), started).unwrap();
+
+        assert_eq!(removed, vec![fresh.join("allocations.json")]);
+        assert!(!fresh.join("allocations.json").exists());
+        assert!(stale.join("allocations.json").exists());
+        assert!(!without.join("allocations.json").exists());
+        let missing = root.path().join("does-not-exist");
+        assert_eq!(
+            remove_allocation_files(&missing, started).unwrap(),
+            Vec::<PathBuf>::new()
+        );
     }
 
     #[test]

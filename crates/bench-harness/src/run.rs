@@ -8,7 +8,9 @@ use std::time::SystemTime;
 use criterion::Criterion;
 
 use crate::Error;
-use crate::output::{WriteSummary, default_output_directory, write_allocation_files};
+use crate::output::{
+    WriteSummary, default_output_directory, remove_allocation_files, write_allocation_files,
+};
 
 /// A benchmark group function, as criterion's `criterion_group!` would take it.
 pub type GroupFn = dyn Fn(&mut Criterion);
@@ -37,9 +39,25 @@ impl Drop for ActiveRun {
 
 /// The body of the `main` that [`crate::main!`] generates: configures criterion from the command
 /// line, runs `groups`, and writes `allocations.json` for every benchmark criterion saved.
+///
+/// Built with the `uncounted` feature, it runs the groups through [`run_uncounted`] instead and
+/// writes no counts.
 pub fn run(groups: &[&GroupFn]) -> ExitCode {
     let output_directory = default_output_directory();
     let criterion = Criterion::default().configure_from_args();
+    if !crate::COUNTING {
+        return match run_uncounted(criterion, &output_directory, groups) {
+            Ok(removed) => {
+                eprintln!(
+                    "bench-harness: built with the `uncounted` feature: allocations were not \
+                     counted and no allocations.json was written ({} stale one(s) removed)",
+                    removed.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(err) => report(&err),
+        };
+    }
     match run_with(criterion, &output_directory, groups) {
         Ok(summary) => {
             for id in &summary.unmatched {
@@ -58,16 +76,18 @@ pub fn run(groups: &[&GroupFn]) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(err) => {
-            eprintln!("bench-harness: error: {err}");
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                eprintln!("  caused by: {cause}");
-                source = cause.source();
-            }
-            ExitCode::FAILURE
-        }
+        Err(err) => report(&err),
     }
+}
+
+fn report(err: &Error) -> ExitCode {
+    eprintln!("bench-harness: error: {err}");
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        eprintln!("  caused by: {cause}");
+        source = cause.source();
+    }
+    ExitCode::FAILURE
 }
 
 /// Runs `groups` on `criterion` with its results in `output_directory`, then writes the
@@ -90,4 +110,31 @@ pub fn run_with(
     }
     criterion.final_summary();
     write_allocation_files(output_directory, started, &crate::record::take())
+}
+
+/// Runs `groups` on `criterion` with its results in `output_directory` without relying on the
+/// counting allocator, then removes any `allocations.json` left next to the results of this run
+/// (see [`crate::remove_allocation_files`]) and returns the files removed.
+///
+/// This is the `uncounted` build's run: the timing loops are the same as in a counted run (they
+/// still read the counters, which stay at zero without the counting allocator), so the only
+/// difference between the two builds is the global allocator, which is what the overhead
+/// measurement compares.
+pub fn run_uncounted(
+    criterion: Criterion,
+    output_directory: &Path,
+    groups: &[&GroupFn],
+) -> Result<Vec<std::path::PathBuf>, Error> {
+    let started = SystemTime::now();
+    let mut criterion = criterion.output_directory(output_directory);
+    {
+        let _active = ActiveRun::enter();
+        for group in groups {
+            group(&mut criterion);
+        }
+    }
+    criterion.final_summary();
+    // The records are of no use without counting; drop them so that memory does not hold them.
+    drop(crate::record::take());
+    remove_allocation_files(output_directory, started)
 }

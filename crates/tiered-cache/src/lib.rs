@@ -165,6 +165,18 @@ impl<V: CacheValue> TieredCache<V> {
         }
     }
 
+    /// Drops `key` from this process's L1 only, leaving its Redis copy: the next [`get`] of
+    /// `key` reads Redis (and fills L1 again).
+    ///
+    /// For a caller that knows its in-process copy is stale while Redis holds the fresh one, and
+    /// for the benchmarks, which need a key that is in Redis but not in L1 on every iteration to
+    /// measure an honest L2 hit (`delete` would empty both tiers, `clear_l1` all of L1).
+    ///
+    /// [`get`]: TieredCache::get
+    pub async fn invalidate_l1(&self, key: &str) {
+        self.inner.l1.invalidate(key).await;
+    }
+
     /// Drops every L1 entry of this process, leaving Redis untouched. Meant for callers that
     /// change their key scheme (for example a new version prefix), so that the old L1 entries
     /// stop using memory at once.
@@ -291,6 +303,19 @@ mod tests {
         let stats = cache.stats();
         assert_eq!((stats.l1_hits, stats.l1_misses), (1, 2));
         assert_eq!(stats.l2_errors + stats.l2_hits + stats.l2_misses, 0);
+    }
+
+    #[tokio::test]
+    async fn invalidate_l1_drops_one_key() {
+        let cache = l1_cache::<u32>();
+        cache.set("a", 1).await.expect("encodable");
+        cache.set("b", 2).await.expect("encodable");
+        cache.invalidate_l1("a").await;
+        // Without Redis, a key dropped from L1 is gone; the other key stays.
+        assert_eq!(cache.get("a").await, None);
+        assert_eq!(cache.get("b").await, Some(2));
+        // Unknown keys are fine.
+        cache.invalidate_l1("never-set").await;
     }
 
     #[tokio::test]

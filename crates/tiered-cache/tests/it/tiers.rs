@@ -48,6 +48,28 @@ async fn redis_shares_entries_between_instances() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn invalidate_l1_keeps_the_redis_copy() -> anyhow::Result<()> {
+    let namespace = provision::shared()?.redis_namespace();
+    let cache = TieredCache::<Order>::new(config(&namespace))?;
+    cache.set("order:7", order()).await?;
+    cache.invalidate_l1("order:7").await;
+
+    // The next read misses L1 and is answered by Redis, which fills L1 again.
+    assert_eq!(cache.get("order:7").await, Some(order()));
+    assert_eq!(cache.get("order:7").await, Some(order()));
+    assert_eq!(
+        cache.stats(),
+        CacheStats {
+            l1_hits: 1,
+            l1_misses: 1,
+            l2_hits: 1,
+            ..CacheStats::default()
+        }
+    );
+    Ok(())
+}
+
+#[tokio::test]
 async fn loaded_values_are_shared_through_redis() -> anyhow::Result<()> {
     let namespace = provision::shared()?.redis_namespace();
     let first = TieredCache::<Order>::new(config(&namespace))?;
