@@ -37,7 +37,7 @@ pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
                     .collect()
             })
             .unwrap_or_default();
-        bench_run::build(&suites)?;
+        let built = bench_run::build()?;
         let services = Services::for_suites(&root, &suites)?;
         let runner = Runner::new(
             &criterion_dir,
@@ -54,7 +54,7 @@ pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
                 expected: expected.get(suite).copied().unwrap_or(0),
             })
             .collect();
-        runner.run("run", &runs)?;
+        runner.run(&built, "run", &runs)?;
         drop(services);
         options.newer_than = Some(started);
         options.suites = Some(suites.into_iter().collect());

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::cmd::cargo;
+use crate::cmd::{Cmd, cargo};
 
 /// How a set of suites is run.
 pub(crate) struct Runner {
@@ -32,14 +32,61 @@ pub(crate) struct SuiteRun {
     pub(crate) expected: usize,
 }
 
-/// Compiles the suites, in the profile and with the features the runs use (`--workspace`
-/// resolves features the same way whichever suites are picked).
-pub(crate) fn build(suites: &[String]) -> anyhow::Result<()> {
-    let mut cmd = cargo().args(["bench", "--workspace"]);
-    for suite in suites {
-        cmd = cmd.args(["--bench", suite]);
+/// The compiled bench executables, by suite.
+pub(crate) struct Built {
+    executables: BTreeMap<String, Executable>,
+}
+
+struct Executable {
+    path: PathBuf,
+    /// The bench crate's directory: cargo runs benchmarks from there, and so do we.
+    package_dir: PathBuf,
+}
+
+/// Compiles every suite, exactly as `cargo bench --workspace` does, and finds the executables.
+///
+/// The suites are then run directly rather than through `cargo bench --bench <suite>`: a
+/// different selection of targets can resolve dependency features differently and make cargo
+/// recompile part of the tree between two suites of one run.
+pub(crate) fn build() -> anyhow::Result<Built> {
+    let messages = cargo()
+        .args([
+            "bench",
+            "--workspace",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stdout()?;
+    let mut executables = BTreeMap::new();
+    for line in messages.lines().filter(|line| line.starts_with('{')) {
+        let message: serde_json::Value =
+            serde_json::from_str(line).context("cannot parse cargo's build messages")?;
+        let is_bench = message["target"]["kind"]
+            .as_array()
+            .is_some_and(|kinds| kinds.iter().any(|kind| kind == "bench"));
+        if message["reason"] != "compiler-artifact" || !is_bench {
+            continue;
+        }
+        let (Some(name), Some(path), Some(manifest)) = (
+            message["target"]["name"].as_str(),
+            message["executable"].as_str(),
+            message["manifest_path"].as_str(),
+        ) else {
+            continue;
+        };
+        let package_dir = Path::new(manifest)
+            .parent()
+            .unwrap_or(Path::new("."))
+            .to_owned();
+        executables.insert(
+            name.to_owned(),
+            Executable {
+                path: PathBuf::from(path),
+                package_dir,
+            },
+        );
     }
-    cmd.args(["--no-run"]).run()
+    Ok(Built { executables })
 }
 
 impl Runner {
@@ -63,10 +110,16 @@ impl Runner {
 
     /// Runs `runs` one after the other; `label` names the pass in the progress lines
     /// (`run`, `confirm`).
-    pub(crate) fn run(&self, label: &str, runs: &[SuiteRun]) -> anyhow::Result<()> {
+    pub(crate) fn run(&self, built: &Built, label: &str, runs: &[SuiteRun]) -> anyhow::Result<()> {
         let mut progress = Progress::new(label, runs.iter().map(|run| run.expected).sum());
         for run in runs {
-            self.run_suite(label, run, &mut progress)?;
+            let executable = built.executables.get(&run.suite).with_context(|| {
+                format!(
+                    "the build produced no benchmark executable for the suite `{}`",
+                    run.suite
+                )
+            })?;
+            self.run_suite(executable, label, run, &mut progress)?;
         }
         progress.finish();
         Ok(())
@@ -74,6 +127,7 @@ impl Runner {
 
     fn run_suite(
         &self,
+        executable: &Executable,
         label: &str,
         run: &SuiteRun,
         progress: &mut Progress,
@@ -87,8 +141,12 @@ impl Runner {
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
 
-        // `--workspace` keeps the features those of `build`, so nothing is recompiled.
-        let mut cmd = cargo().args(["bench", "--workspace", "--bench", &run.suite, "--"]);
+        // What `cargo bench` would run: the executable with `--bench`, from the crate's
+        // directory, with the manifest directory in the environment.
+        let mut cmd = Cmd::new(&executable.path)
+            .args(["--bench"])
+            .current_dir(&executable.package_dir)
+            .env("CARGO_MANIFEST_DIR", &executable.package_dir);
         if let Some(filter) = &run.filter {
             cmd = cmd.args([filter]);
         }

@@ -52,7 +52,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let fingerprint = Fingerprint::current(&root);
     let started = Instant::now();
 
-    bench_run::build(&[CALIBRATION.to_owned()])?;
+    let built = bench_run::build()?;
     let runner = |criterion_dir: &std::path::Path, env: Vec<(String, String)>| {
         Runner::new(
             criterion_dir,
@@ -71,7 +71,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
 
     eprintln!("calibrate: measuring the baseline");
     let baseline_criterion = scratch.path().join("criterion-baseline");
-    runner(&baseline_criterion, Vec::new())?.run("baseline", &suite())?;
+    runner(&baseline_criterion, Vec::new())?.run(&built, "baseline", &suite())?;
     gate::refresh(&RefreshOptions {
         criterion_dir: baseline_criterion,
         baseline_dir: baseline_dir.clone(),
@@ -106,7 +106,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             ));
             let runner = runner(&criterion_dir, env)?;
             let run_started = SystemTime::now();
-            runner.run(&format!("round {round} {}", kind.name()), &suite())?;
+            runner.run(&built, &format!("round {round} {}", kind.name()), &suite())?;
             let options = GateOptions {
                 criterion_dir,
                 baseline_dir: baseline_dir.clone(),
@@ -116,7 +116,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
                 fingerprint: fingerprint.clone(),
             };
             let mut report = gate::run_gate(&options)?;
-            confirm(&runner, &options, &mut report)?;
+            confirm(&built, &runner, &options, &mut report)?;
             let outcome = match kind {
                 Kind::AA => {
                     let alarm = report.count(Status::Regressed) > 0;

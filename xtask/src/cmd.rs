@@ -42,6 +42,31 @@ impl Cmd {
         self
     }
 
+    /// Sets the working directory of the child process.
+    pub(crate) fn current_dir(mut self, dir: impl AsRef<std::path::Path>) -> Cmd {
+        self.inner.current_dir(dir);
+        self
+    }
+
+    /// Runs the command with stderr inherited and returns what it printed on stdout.
+    pub(crate) fn stdout(mut self) -> anyhow::Result<String> {
+        eprintln!("$ {}", self.display);
+        let started = Instant::now();
+        let output = self
+            .inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("failed to start `{}`", self.display))?;
+        eprintln!("  ({:.1?}, {})", started.elapsed(), output.status);
+        if !output.status.success() {
+            bail!("`{}` failed: {}", self.display, output.status);
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("`{}` printed something that is not UTF-8", self.display))
+    }
+
     /// Runs the command with inherited stdio, announcing it and its duration on stderr.
     pub(crate) fn run(mut self) -> anyhow::Result<()> {
         eprintln!("$ {}", self.display);
@@ -75,6 +100,56 @@ impl Cmd {
 }
 
 /// `cargo`, honouring the `CARGO` variable that cargo sets for the programs it runs.
+///
+/// `cargo xtask` runs us through `cargo run`, which describes the xtask package in the
+/// environment (`CARGO_MANIFEST_DIR`, `CARGO_PKG_NAME`, ...). Those must not reach the cargo we
+/// start: build scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`) would see a
+/// change and recompile a good part of the tree whenever a build alternates between a shell's
+/// `cargo bench` and `cargo xtask perf-gate`.
 pub(crate) fn cargo() -> Cmd {
-    Cmd::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+    let mut cmd = Cmd::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if is_set_by_cargo_run(name) {
+            cmd.inner.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// Whether `name` is one of the variables `cargo run` sets to describe the package it runs
+/// (as opposed to configuration such as `CARGO_TARGET_DIR` or `CARGO_HOME`).
+fn is_set_by_cargo_run(name: &str) -> bool {
+    name.starts_with("CARGO_PKG_")
+        || name.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            name,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE"
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_set_by_cargo_run;
+
+    #[test]
+    fn only_the_description_of_the_running_package_is_dropped() {
+        for name in [
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_PATH",
+            "CARGO_PKG_NAME",
+            "CARGO_BIN_NAME",
+        ] {
+            assert!(is_set_by_cargo_run(name), "{name}");
+        }
+        for name in [
+            "CARGO",
+            "CARGO_TARGET_DIR",
+            "CARGO_HOME",
+            "CARGO_INCREMENTAL",
+            "PATH",
+        ] {
+            assert!(!is_set_by_cargo_run(name), "{name}");
+        }
+    }
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, anyhow};
 use gate::render::{json, junit, markdown, terminal};
 use gate::{Fingerprint, GateOptions, Metric, Report, Status};
 
-use crate::bench_run::{self, Runner, SuiteRun};
+use crate::bench_run::{self, Built, Runner, SuiteRun};
 use crate::flags::PerfGateArgs;
 use crate::services::{self, Services};
 use crate::{paths, suites};
@@ -119,7 +119,7 @@ fn judge(args: &PerfGateArgs) -> anyhow::Result<Report> {
         .map(|(suite, baseline)| (suite.as_str(), baseline.benchmarks.len()))
         .collect();
 
-    bench_run::build(&suites)?;
+    let built = bench_run::build()?;
     let services = Services::for_suites(&root, &suites)?;
     let runner = Runner::new(
         &criterion_dir,
@@ -136,12 +136,12 @@ fn judge(args: &PerfGateArgs) -> anyhow::Result<Report> {
             expected: expected.get(suite.as_str()).copied().unwrap_or(0),
         })
         .collect();
-    runner.run("run", &runs)?;
+    runner.run(&built, "run", &runs)?;
 
     options.newer_than = Some(started);
     options.suites = Some(suites.iter().cloned().collect());
     let mut report = gate::run_gate(&options)?;
-    confirm(&runner, &options, &mut report)?;
+    confirm(&built, &runner, &options, &mut report)?;
     drop(services);
     Ok(report)
 }
@@ -151,6 +151,7 @@ fn judge(args: &PerfGateArgs) -> anyhow::Result<Report> {
 /// slow moment of a shared machine rarely strikes the same benchmark twice; a real regression
 /// does, so a false-alarm rate of p per benchmark becomes about p².
 pub(crate) fn confirm(
+    built: &Built,
     runner: &Runner,
     options: &GateOptions,
     report: &mut Report,
@@ -193,7 +194,7 @@ pub(crate) fn confirm(
             }
         })
         .collect();
-    runner.run("confirm", &runs)?;
+    runner.run(built, "confirm", &runs)?;
     let second = gate::run_gate(&GateOptions {
         newer_than: Some(started),
         suites: Some(flagged.keys().cloned().collect::<BTreeSet<_>>()),

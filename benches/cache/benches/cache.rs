@@ -221,6 +221,8 @@ fn cache(c: &mut Criterion) {
         });
         eprintln!("{}", latencies.summary("cache/floor/redis_get"));
     }
+    // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
+    bench_harness::floors::register(&mut group);
 
     // A hit in L1: the key was written in the setup and is never removed.
     checks.run(

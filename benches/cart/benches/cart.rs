@@ -777,6 +777,8 @@ fn cart(c: &mut Criterion) {
 
     let mut group = Group::new(c, SUITE);
     floors(&mut group, &cx);
+    // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
+    bench_harness::floors::register(&mut group);
     add_item(&mut group, &cx);
     remove_item(&mut group, &cx);
     get_cart_hit(&mut group, &cx, "cart/get_cart_hit", HIT, 3);

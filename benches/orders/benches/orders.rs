@@ -609,6 +609,8 @@ fn orders(c: &mut Criterion) {
 
     let mut group = Group::new(c, SUITE);
     floor(&mut group, &cx);
+    // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
+    bench_harness::floors::register(&mut group);
     create_order(&mut group, &cx, CREATE_SMALL, SMALL_CART);
     create_order(&mut group, &cx, CREATE_LARGE, LARGE_CART);
     get_order(&mut group, &cx);

@@ -13,10 +13,7 @@ use anyhow::Context as _;
 use authz::synthetic::{self, PolicySize, SyntheticPolicySet};
 use authz::{AuthzRequest, EngineStats, PolicyEngine, PolicySet};
 use bench_harness::{BatchSize, Criterion, Group, Latencies, SamplingMode, Throughput, test_mode};
-use policy::{
-    concurrent_authorize, cpu_reference, cpu_reference_input, distinct_requests, rbac_requests,
-    tenancy_requests,
-};
+use policy::{concurrent_authorize, distinct_requests, rbac_requests, tenancy_requests};
 use tiered_cache::{CacheConfig, Capacity, TieredCache};
 use tokio::runtime::Runtime;
 
@@ -182,11 +179,8 @@ fn policy(c: &mut Criterion) {
     let mut group = Group::new(c, "policy");
     configure(&mut group);
 
-    // The machine-speed yardstick: SHA-256 of 4 KiB.
-    let input = cpu_reference_input();
-    group.bench_with_parameter("floor", "cpu_reference", |b| {
-        b.iter(|| cpu_reference(black_box(&input)))
-    });
+    // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
+    bench_harness::floors::register(&mut group);
 
     // Compiling the synthetic sets from their in-memory sources (parsing, analysis, and the
     // version hash); the compiled set is dropped outside the timing. One compile per batch, so

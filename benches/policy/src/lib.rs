@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authz::{AuthzRequest, PolicyEngine, Resource, Subject, actions, kinds, roles};
-use sha2::{Digest, Sha256};
 
 /// Role-based requests inside the caller's own tenant: the decision turns on the role, the action
 /// and the scope a grant covers. Allow and deny paths, and a subject with two roles.
@@ -107,22 +106,6 @@ pub fn distinct_requests(count: usize) -> Vec<AuthzRequest> {
         .collect()
 }
 
-/// Bytes hashed by the CPU reference workload.
-pub const CPU_REFERENCE_BYTES: usize = 4_096;
-
-/// The input of the CPU reference workload: fixed bytes, the same in every run.
-pub fn cpu_reference_input() -> Vec<u8> {
-    (0..CPU_REFERENCE_BYTES)
-        .map(|i| (i.wrapping_mul(31) % 251) as u8)
-        .collect()
-}
-
-/// The CPU reference workload: SHA-256 of [`cpu_reference_input`]. Pure computation without
-/// allocation or I/O, so its time tracks only the machine's speed.
-pub fn cpu_reference(input: &[u8]) -> [u8; 32] {
-    Sha256::digest(input).into()
-}
-
 /// Runs `rounds` rounds of `tasks` tasks at once on the current runtime: in each round every
 /// task authorizes one request (task `t` always the request `t` modulo the list), so a batch
 /// does the same evaluations in every run. Returns the wall time from the first spawn to the
@@ -215,14 +198,6 @@ mod tests {
         let size = |r: &AuthzRequest| serde_json::to_string(r).expect("encodes").len();
         assert!(requests.iter().all(|r| size(r) == size(&requests[0])));
         assert!(decide(&requests[..3]).iter().all(|d| d.allowed));
-    }
-
-    #[test]
-    fn the_cpu_reference_is_fixed() {
-        let input = cpu_reference_input();
-        assert_eq!(input.len(), CPU_REFERENCE_BYTES);
-        assert_eq!(cpu_reference(&input), cpu_reference(&cpu_reference_input()));
-        assert_ne!(cpu_reference(&input), cpu_reference(&input[1..]));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

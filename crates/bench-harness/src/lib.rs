@@ -31,9 +31,11 @@
 //! `benches/README.md` for the whole results contract).
 
 pub mod alloc;
+pub mod floors;
 mod group;
 pub mod latency;
 mod output;
+pub mod qos;
 mod record;
 mod run;
 

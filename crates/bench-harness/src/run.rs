@@ -43,6 +43,8 @@ impl Drop for ActiveRun {
 /// Built with the `uncounted` feature, it runs the groups through [`run_uncounted`] instead and
 /// writes no counts.
 pub fn run(groups: &[&GroupFn]) -> ExitCode {
+    // Held until `run` returns: every benchmark of the binary runs with CPUs that do not idle.
+    let _latency = crate::qos::hold_zero_latency();
     let output_directory = default_output_directory();
     let criterion = Criterion::default().configure_from_args();
     if !crate::COUNTING {

@@ -80,9 +80,11 @@ pub struct LatencyComparison {
     pub change_percent: f64,
     /// `current_median_ns / baseline_median_ns`, as measured.
     pub raw_ratio: f64,
-    /// How much slower (> 1) or faster (< 1) the machine ran the suite's reference benchmarks
-    /// than when the baseline was measured; 1 when the suite has none.
+    /// How much slower (> 1) or faster (< 1) the machine ran this benchmark's reference
+    /// benchmarks than when the baseline was measured; 1 when it has none.
     pub speed_factor: f64,
+    /// The reference benchmarks `speed_factor` comes from.
+    pub references: Vec<String>,
     /// p-value of the test of "current ≤ (1 + t) × baseline" (small: a significant regression).
     pub p_regression: Option<f64>,
     /// p-value of the test of "current ≥ baseline / (1 + t)" (small: a significant improvement).
@@ -329,6 +331,7 @@ fn compare_latency(
         change_percent: (ratio - 1.0) * 100.0,
         raw_ratio,
         speed_factor,
+        references: Vec::new(),
         p_regression,
         p_improvement,
     })

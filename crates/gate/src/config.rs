@@ -14,6 +14,12 @@
 //! # normalisation). The default is shown; `globs = []` turns normalisation off.
 //! [references]
 //! globs = ["*/floor/**"]
+//!
+//! # Which reference benchmarks of its suite a benchmark is normalised by: the first rule whose
+//! # glob matches. Without a matching rule, all of the suite's reference benchmarks.
+//! [[reference]]
+//! glob = "cart/get_cart_hit"
+//! floors = ["redis_get"]     # cart/floor/redis_get
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -64,6 +70,17 @@ pub struct Override {
 /// raw round trips and fixed workloads each suite measures under `<suite>/floor/`.
 pub const DEFAULT_REFERENCE_GLOBS: &[&str] = &["*/floor/**"];
 
+/// One `[[reference]]` entry: the benchmarks matching `glob` are normalised by these floors.
+#[derive(Debug, Clone)]
+pub struct ReferenceRule {
+    /// The glob as written.
+    pub glob: String,
+    /// Names of reference benchmarks of the same suite: `redis_get` stands for
+    /// `<suite>/floor/redis_get`.
+    pub floors: Vec<String>,
+    matcher: GlobMatcher,
+}
+
 /// The gate's configuration: the overrides, in file order, and the reference benchmarks.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -72,8 +89,11 @@ pub struct Config {
     /// The overrides.
     pub overrides: Vec<Override>,
     /// Globs of the reference benchmarks: they measure the machine (a PostgreSQL round trip, a
-    /// fixed CPU workload), not the code, and set the speed factor of their suite.
+    /// fixed CPU workload), not the code, and set the speed factors.
     pub reference_globs: Vec<String>,
+    /// Which floors normalise which benchmarks; a benchmark that no rule matches is normalised
+    /// by all of its suite's reference benchmarks.
+    pub reference_rules: Vec<ReferenceRule>,
     references: globset::GlobSet,
 }
 
@@ -88,6 +108,7 @@ impl Default for Config {
             path: None,
             overrides: Vec::new(),
             reference_globs: globs,
+            reference_rules: Vec::new(),
             references,
         }
     }
@@ -124,6 +145,15 @@ struct RawConfig {
     overrides: Vec<RawOverride>,
     #[serde(default)]
     references: Option<RawReferences>,
+    #[serde(rename = "reference", default)]
+    reference_rules: Vec<RawReferenceRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawReferenceRule {
+    glob: String,
+    floors: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -225,12 +255,47 @@ impl Config {
             path: path.to_owned(),
             message: format!("[references]: bad glob {glob:?}: {err}"),
         })?;
+        let mut reference_rules = Vec::with_capacity(raw.reference_rules.len());
+        for (index, rule) in raw.reference_rules.into_iter().enumerate() {
+            let invalid = |message: String| Error::Invalid {
+                path: path.to_owned(),
+                message: format!("reference #{}: {message}", index + 1),
+            };
+            if rule.floors.is_empty() || rule.floors.iter().any(|f| f.is_empty() || f.contains('/'))
+            {
+                return Err(invalid(format!(
+                    "`floors` must name at least one reference benchmark of the suite, by its \
+                     last segment such as \"redis_get\" (glob {:?})",
+                    rule.glob
+                )));
+            }
+            let matcher = GlobBuilder::new(&rule.glob)
+                .literal_separator(true)
+                .build()
+                .map_err(|err| invalid(format!("bad glob {:?}: {err}", rule.glob)))?
+                .compile_matcher();
+            reference_rules.push(ReferenceRule {
+                glob: rule.glob,
+                floors: rule.floors,
+                matcher,
+            });
+        }
         Ok(Config {
             path: Some(path.to_owned()),
             overrides,
             reference_globs,
+            reference_rules,
             references,
         })
+    }
+
+    /// The floors that normalise `id` (last segments, see [`ReferenceRule::floors`]), or `None`
+    /// when no `[[reference]]` rule matches it.
+    pub fn floors_for(&self, id: &str) -> Option<&[String]> {
+        self.reference_rules
+            .iter()
+            .find(|r| r.matcher.is_match(id))
+            .map(|r| r.floors.as_slice())
     }
 
     /// Whether `id` is a reference benchmark (see [`Config::reference_globs`]).
@@ -312,6 +377,57 @@ mod tests {
         assert!(parse("[[override]]\nglob = \"[\"\nlatency = 5\nreason = \"r\"\n").is_err());
         assert!(parse("[[override]]\nglob = \"a\"\nlatncy = 5\nreason = \"r\"\n").is_err());
         assert!(matches!(parse("not toml ["), Err(Error::Toml { .. })));
+    }
+
+    #[test]
+    fn reference_rules_pick_floors_by_name_and_default_to_none() {
+        let config = parse(
+            r#"
+            [references]
+            globs = ["*/floor/*"]
+
+            [[reference]]
+            glob = "cart/get_cart_*"
+            floors = ["redis_get"]
+
+            [[reference]]
+            glob = "cart/**"
+            floors = ["postgres_select_1", "alloc_reference"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            config.floors_for("cart/get_cart_hit").unwrap(),
+            ["redis_get"]
+        );
+        assert_eq!(
+            config.floors_for("cart/add_item").unwrap(),
+            ["postgres_select_1", "alloc_reference"]
+        );
+        assert_eq!(config.floors_for("orders/get_order"), None);
+        assert!(config.is_reference("cart/floor/redis_get"));
+        assert!(!config.is_reference("cart/redis_get"));
+
+        let defaults = parse("").unwrap();
+        assert!(defaults.is_reference("orders/floor/postgres_select_1"));
+        assert!(defaults.reference_rules.is_empty());
+    }
+
+    #[test]
+    fn bad_reference_rules_are_refused() {
+        let no_floors = parse("[[reference]]\nglob = \"a/*\"\nfloors = []\n").unwrap_err();
+        assert!(
+            no_floors.to_string().contains("reference #1"),
+            "{no_floors}"
+        );
+        let path_not_name =
+            parse("[[reference]]\nglob = \"a/*\"\nfloors = [\"a/floor/x\"]\n").unwrap_err();
+        assert!(
+            path_not_name.to_string().contains("last segment"),
+            "{path_not_name}"
+        );
+        assert!(parse("[[reference]]\nglob = \"[\"\nfloors = [\"x\"]\n").is_err());
+        assert!(parse("[references]\nglobs = [\"[\"]\n").is_err());
     }
 
     #[test]

@@ -186,12 +186,7 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
         .collect();
 
     let speeds = speed_factors(&config, &baseline_of, &results);
-    let speed_of = |id: &str| {
-        speeds
-            .iter()
-            .find(|s| s.suite == suite_of(id))
-            .map_or(1.0, |s| s.factor)
-    };
+    let speed_of = |id: &str| speed_factor_for(&config, &speeds, id);
 
     let mut in_common = 0;
     let mut used_overrides = BTreeSet::new();
@@ -222,7 +217,22 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
                 if config.is_reference(id) {
                     compare(base, &current.measurement, &thresholds).as_reference()
                 } else {
-                    compare_normalized(base, &current.measurement, &thresholds, speed_of(id))
+                    let (factor, references) = speed_of(id);
+                    let mut comparison =
+                        compare_normalized(base, &current.measurement, &thresholds, factor);
+                    if references.is_empty()
+                        && let Some(floors) = config.floors_for(id)
+                    {
+                        comparison.notes.push(format!(
+                            "not normalised: its [[reference]] floors ({}) were not measured in \
+                             both the baseline and this run",
+                            floors.join(", ")
+                        ));
+                    }
+                    if let Some(latency) = &mut comparison.latency {
+                        latency.references = references;
+                    }
+                    comparison
                 }
             }
             (None, Some(_)) => Comparison::new_benchmark(),
@@ -288,6 +298,39 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
     );
     report.speeds = speeds;
     Ok(report)
+}
+
+/// The speed factor of benchmark `id` and the reference benchmarks it comes from: the
+/// geometric mean of the ratios of the floors its `[[reference]]` rule names, or of all its
+/// suite's reference benchmarks. `(1, [])` when none of them was measured on both sides.
+fn speed_factor_for(config: &Config, speeds: &[SuiteSpeed], id: &str) -> (f64, Vec<String>) {
+    let suite = suite_of(id);
+    let Some(speed) = speeds.iter().find(|s| s.suite == suite) else {
+        return (1.0, Vec::new());
+    };
+    let chosen: Vec<&(String, f64)> = match config.floors_for(id) {
+        Some(floors) => speed
+            .references
+            .iter()
+            .filter(|(reference, _)| {
+                floors
+                    .iter()
+                    .any(|f| reference.rsplit('/').next() == Some(f.as_str()))
+            })
+            .collect(),
+        None => speed.references.iter().collect(),
+    };
+    if chosen.is_empty() {
+        return (1.0, Vec::new());
+    }
+    let mean_log = chosen.iter().map(|(_, r)| r.ln()).sum::<f64>() / chosen.len() as f64;
+    (
+        mean_log.exp(),
+        chosen
+            .iter()
+            .map(|(reference, _)| reference.clone())
+            .collect(),
+    )
 }
 
 /// A speed factor beyond which (or below whose inverse) the report warns.
@@ -401,4 +444,58 @@ pub fn refresh(options: &RefreshOptions) -> Result<Vec<RefreshedSuite>, Error> {
         });
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn speeds() -> Vec<SuiteSpeed> {
+        vec![SuiteSpeed {
+            suite: "cart".to_owned(),
+            factor: (1.5_f64 * 1.1).sqrt(),
+            references: vec![
+                ("cart/floor/postgres_select_1".to_owned(), 1.5),
+                ("cart/floor/redis_get".to_owned(), 1.1),
+            ],
+        }]
+    }
+
+    #[test]
+    fn a_benchmark_is_normalised_by_the_floors_its_rule_names() {
+        let config = Config::parse(
+            "[[reference]]\nglob = \"cart/get_cart_hit\"\nfloors = [\"redis_get\"]\n",
+            Path::new("perf-gate.toml"),
+        )
+        .unwrap();
+        let (factor, references) = speed_factor_for(&config, &speeds(), "cart/get_cart_hit");
+        assert!((factor - 1.1).abs() < 1e-12);
+        assert_eq!(references, ["cart/floor/redis_get"]);
+
+        // No rule: the geometric mean of every reference benchmark of the suite.
+        let (factor, references) = speed_factor_for(&config, &speeds(), "cart/add_item");
+        assert!((factor - (1.5_f64 * 1.1).sqrt()).abs() < 1e-12);
+        assert_eq!(references.len(), 2);
+
+        // A suite without reference benchmarks is not normalised.
+        assert_eq!(
+            speed_factor_for(&config, &speeds(), "orders/get_order"),
+            (1.0, Vec::new())
+        );
+    }
+
+    #[test]
+    fn a_rule_naming_floors_that_were_not_measured_does_not_normalise() {
+        let config = Config::parse(
+            "[[reference]]\nglob = \"cart/**\"\nfloors = [\"memory_reference\"]\n",
+            Path::new("perf-gate.toml"),
+        )
+        .unwrap();
+        assert_eq!(
+            speed_factor_for(&config, &speeds(), "cart/add_item"),
+            (1.0, Vec::new())
+        );
+    }
 }
