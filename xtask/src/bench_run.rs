@@ -111,7 +111,11 @@ impl Runner {
     /// Runs `runs` one after the other; `label` names the pass in the progress lines
     /// (`run`, `confirm`).
     pub(crate) fn run(&self, built: &Built, label: &str, runs: &[SuiteRun]) -> anyhow::Result<()> {
-        let mut progress = Progress::new(label, runs.iter().map(|run| run.expected).sum());
+        let mut progress = Progress::new(
+            label,
+            runs.iter().map(|run| run.expected).sum(),
+            runs.iter().all(|run| run.expected > 0),
+        );
         for run in runs {
             let executable = built.executables.get(&run.suite).with_context(|| {
                 format!(
@@ -182,7 +186,10 @@ impl Runner {
                     current = id.to_owned();
                     progress.benchmark_started(&current);
                 }
-            } else if line.starts_with("provision: ") || line.contains("panicked") {
+            } else if line.starts_with("provision: ")
+                || line.starts_with("bench-harness: ")
+                || line.contains("panicked")
+            {
                 progress.println(&line);
             }
         }
@@ -213,6 +220,8 @@ fn tail(path: &Path, lines: usize) -> String {
 struct Progress {
     label: String,
     expected: usize,
+    /// Whether `expected` is known for every suite (a suite without a baseline is not).
+    known_total: bool,
     done: usize,
     suite: String,
     started: Instant,
@@ -222,7 +231,7 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(label: &str, expected: usize) -> Progress {
+    fn new(label: &str, expected: usize, known_total: bool) -> Progress {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new(expected as u64);
             bar.set_style(
@@ -238,6 +247,7 @@ impl Progress {
         Progress {
             label: label.to_owned(),
             expected,
+            known_total,
             done: 0,
             suite: String::new(),
             started: Instant::now(),
@@ -250,8 +260,13 @@ impl Progress {
     fn suite_started(&mut self, suite: &str, expected: usize) {
         self.suite = suite.to_owned();
         self.per_suite_seen.insert(suite.to_owned(), 0);
+        let expected = if expected > 0 {
+            format!("{expected} benchmarks expected")
+        } else {
+            "no baseline: number of benchmarks unknown".to_owned()
+        };
         self.println(&format!(
-            "perf-gate {}: suite {suite} ({expected} benchmarks expected)",
+            "perf-gate {}: suite {suite} ({expected})",
             self.label
         ));
     }
@@ -266,12 +281,18 @@ impl Progress {
         let position = self.done + 1;
         self.expected = self.expected.max(position);
         let elapsed = self.started.elapsed();
-        let left = (self.done > 0)
+        let left = (self.done > 0 && self.known_total)
             .then(|| elapsed.mul_f64((self.expected - self.done) as f64 / self.done as f64));
-        let left = left.map_or_else(
-            || "estimating".to_owned(),
-            |left| format!("about {} left", clock(left)),
-        );
+        let left = match left {
+            Some(left) => format!("about {} left", clock(left)),
+            None if !self.known_total => "time left unknown".to_owned(),
+            None => "estimating".to_owned(),
+        };
+        let total = if self.known_total {
+            self.expected.to_string()
+        } else {
+            "?".to_owned()
+        };
         match &self.bar {
             Some(bar) => {
                 bar.set_length(self.expected as u64);
@@ -279,9 +300,8 @@ impl Progress {
                 bar.set_message(format!("{} › {id} ({left})", self.suite));
             }
             None => eprintln!(
-                "perf-gate {}: [{position}/{}] {} › {id} (elapsed {}, {left})",
+                "perf-gate {}: [{position}/{total}] {} › {id} (elapsed {}, {left})",
                 self.label,
-                self.expected,
                 self.suite,
                 clock(elapsed)
             ),

@@ -76,6 +76,9 @@ impl Services {
         let stdout = child.stdout.take().context("perf-services has no stdout")?;
         let mut env = Vec::new();
         let mut ready = false;
+        // What perf-services says about the servers (provider, pids, directory), passed on so
+        // that a user (or a test) knows what to look for if a run is interrupted.
+        let mut facts = Vec::new();
         for line in BufReader::new(stdout).lines() {
             let line = line.context("cannot read the output of perf-services")?;
             if let Some(assignment) = line.strip_prefix("export ") {
@@ -85,8 +88,15 @@ impl Services {
             } else if line.starts_with("# ready") {
                 ready = true;
                 break;
+            } else if let Some(fact) = line.strip_prefix("# ") {
+                facts.push(fact.to_owned());
             }
         }
+        eprintln!(
+            "perf-gate: services held by perf-services (pid {}): {}",
+            child.id(),
+            facts.join(" ")
+        );
         let mut services = Services {
             env,
             stdin,

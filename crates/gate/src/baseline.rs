@@ -136,6 +136,19 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), Error> {
     std::fs::create_dir_all(dir).map_err(write_error)?;
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
     file.write_all(contents).map_err(write_error)?;
+    // A temporary file is private (0600); the file it replaces keeps its mode, a new one gets
+    // the usual 0644 of a file in a repository.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let permissions = std::fs::metadata(path).map_or_else(
+            |_| std::fs::Permissions::from_mode(0o644),
+            |existing| existing.permissions(),
+        );
+        file.as_file()
+            .set_permissions(permissions)
+            .map_err(write_error)?;
+    }
     file.as_file().sync_all().map_err(write_error)?;
     file.persist(path).map_err(|err| write_error(err.error))?;
     Ok(())
@@ -234,6 +247,25 @@ impl serde_json::ser::Formatter for CompactArrays {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn an_atomic_write_keeps_the_mode_of_the_file_it_replaces() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("suite.json");
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        write_atomically(&path, b"{}").unwrap();
+        assert_eq!(
+            mode(&path),
+            0o644,
+            "a new file is readable like any committed file"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o664)).unwrap();
+        write_atomically(&path, b"{\"a\": 1}").unwrap();
+        assert_eq!(mode(&path), 0o664);
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"a\": 1}");
+    }
 
     fn fingerprint() -> Fingerprint {
         Fingerprint {

@@ -81,6 +81,13 @@ pub struct ReferenceRule {
     matcher: GlobMatcher,
 }
 
+impl ReferenceRule {
+    /// Whether this rule's glob matches the benchmark id.
+    pub fn matches(&self, id: &str) -> bool {
+        self.matcher.is_match(id)
+    }
+}
+
 /// The gate's configuration: the overrides, in file order, and the reference benchmarks.
 #[derive(Debug, Clone)]
 pub struct Config {

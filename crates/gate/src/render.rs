@@ -230,14 +230,17 @@ pub fn speed_lines(report: &Report) -> Vec<String> {
             let references: Vec<String> = speed
                 .references
                 .iter()
-                .map(|(id, ratio)| format!("{id} {}", signed_percent((ratio - 1.0) * 100.0)))
+                .map(|(id, ratio)| {
+                    let name = id.rsplit('/').next().unwrap_or(id);
+                    format!("{name} {}", signed_percent((ratio - 1.0) * 100.0))
+                })
                 .collect();
             format!(
-                "machine speed, suite {}: reference benchmarks {} against the baseline ({}); \
-                 its latency changes are net of that",
+                "machine speed, suite {}: {} against the baseline (all together {}); each \
+                 latency change is net of its references'",
                 speed.suite,
+                references.join(", "),
                 signed_percent((speed.factor - 1.0) * 100.0),
-                references.join(", ")
             )
         })
         .collect()

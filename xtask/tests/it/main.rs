@@ -2,6 +2,7 @@
 //! real binary: flags, exit codes and report files, over the gate's criterion fixtures.
 
 mod confirmation;
+mod interrupt;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -153,4 +154,44 @@ fn data_and_usage_errors_exit_two_and_say_why() {
 
     let usage = xtask(&[os("perf-gate"), os("--no-such-flag")]);
     assert_eq!(usage.status.code(), Some(2));
+}
+
+/// The repository's `perf-gate.toml` is read by every gate run: its `[[reference]]` rules must
+/// each match benchmarks of the committed baselines and name floors those suites measure, or
+/// a renamed benchmark or floor would silently fall back to another normalisation.
+#[test]
+fn committed_reference_rules_match_the_committed_baselines() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let config = gate::Config::load(&gate::ConfigFile::Required(root.join("perf-gate.toml")))
+        .expect("perf-gate.toml parses");
+    let baselines = gate::baseline::read_dir(&root.join("baselines")).expect("baselines/ reads");
+    let ids: Vec<&str> = baselines
+        .values()
+        .flat_map(|suite| suite.benchmarks.keys().map(String::as_str))
+        .collect();
+    assert!(!config.reference_rules.is_empty());
+    for rule in &config.reference_rules {
+        let matched: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| rule.matches(id) && !config.is_reference(id))
+            .collect();
+        assert!(
+            !matched.is_empty(),
+            "[[reference]] {:?} matches no benchmark",
+            rule.glob
+        );
+        for id in matched {
+            let suite = id.split('/').next().unwrap();
+            for floor in &rule.floors {
+                let reference = format!("{suite}/floor/{floor}");
+                assert!(
+                    ids.contains(&reference.as_str()) && config.is_reference(&reference),
+                    "[[reference]] {:?} names {floor}, but {reference} is not a reference \
+                     benchmark of the baselines (for {id})",
+                    rule.glob
+                );
+            }
+        }
+    }
 }
