@@ -16,6 +16,7 @@
 //!
 //! They are deterministic (fixed seeds) and allocation counts are exact.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::hint::black_box;
 
@@ -59,8 +60,14 @@ pub fn cpu(data: &[u8]) -> u64 {
 
 /// A random single cycle over [`MEMORY_SLOTS`] slots (Sattolo's algorithm): following it
 /// visits every slot once in an order no prefetcher can guess.
+///
+/// Each call to [`MemoryWalk::steps`] goes on from where the previous one stopped, so
+/// successive iterations touch new slots: 16 million of them before the walk comes round
+/// again, 64 MiB that no cache holds. (Starting every call from the same slot would revisit
+/// the same 1,024 slots, which then sit in L2, and measure the cache instead of DRAM.)
 pub struct MemoryWalk {
     next: Vec<u32>,
+    position: Cell<u32>,
 }
 
 impl MemoryWalk {
@@ -77,15 +84,20 @@ impl MemoryWalk {
             let j = (r % i as u64) as usize;
             next.swap(i, j);
         }
-        MemoryWalk { next }
+        MemoryWalk {
+            next,
+            position: Cell::new(0),
+        }
     }
 
-    /// Follows the cycle for `steps` steps from slot 0; each step waits for the previous load.
+    /// Follows the cycle for `steps` more steps; each step waits for the previous load.
+    /// Returns the slot reached.
     pub fn steps(&self, steps: usize) -> u32 {
-        let mut slot = 0_u32;
+        let mut slot = self.position.get();
         for _ in 0..steps {
             slot = self.next[black_box(slot) as usize];
         }
+        self.position.set(slot);
         slot
     }
 }
@@ -123,6 +135,15 @@ mod tests {
             slot = walk.next[slot] as usize;
         }
         assert_eq!(slot, 0, "the walk returns to its start after every slot");
+    }
+
+    #[test]
+    fn each_call_goes_on_where_the_last_one_stopped() {
+        let (once, twice) = (MemoryWalk::new(), MemoryWalk::new());
+        let first = twice.steps(STEPS);
+        let second = twice.steps(STEPS);
+        assert_ne!(first, second, "the second call walks new slots");
+        assert_eq!(once.steps(2 * STEPS), second);
     }
 
     #[test]
