@@ -153,8 +153,8 @@ impl Comparison {
         self.improvements.retain(|m| *m != Metric::Latency);
         self.notes.retain(|note| !note.starts_with("time "));
         self.notes.push(
-            "reference benchmark: it measures the machine, and its latency sets the suite's speed \
-             factor instead of being judged"
+            "reference benchmark: it measures the machine, and its latency sets the speed factor \
+             of the benchmarks it stands for instead of being judged"
                 .to_owned(),
         );
         self.status = status_of(&self.regressions, &self.improvements);

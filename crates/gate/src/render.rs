@@ -6,7 +6,7 @@ pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
-use crate::compare::{CountComparison, Metric, Status, p_text, signed_percent};
+use crate::compare::{CountComparison, LatencyComparison, Metric, Status, p_text, signed_percent};
 use crate::report::{BenchmarkReport, FingerprintMismatch, Report};
 
 /// A time in nanoseconds with three significant digits and a unit: `812 ns`, `7.05 µs`.
@@ -143,16 +143,18 @@ fn metric_explanation(b: &BenchmarkReport, metric: Metric, regressed: bool) -> S
     match metric {
         Metric::Latency => match &m.latency {
             Some(l) if regressed => format!(
-                "time {} > +{}% ({})",
+                "time {} > +{}% ({}{})",
                 signed_percent(l.change_percent),
                 t.latency_percent,
-                p_text(l.p_regression)
+                p_text(l.p_regression),
+                net_of(l)
             ),
             Some(l) => format!(
-                "time {}, beyond {}% ({})",
+                "time {}, beyond {}% ({}{})",
                 signed_percent(l.change_percent),
                 t.latency_percent,
-                p_text(l.p_improvement)
+                p_text(l.p_improvement),
+                net_of(l)
             ),
             None => "time".to_owned(),
         },
@@ -165,6 +167,19 @@ fn metric_explanation(b: &BenchmarkReport, metric: Metric, regressed: bool) -> S
             None => "bytes".to_owned(),
         },
     }
+}
+
+/// `; measured +41.2%, references +4.6%` when the change was normalised by a speed factor
+/// other than 1 (to a tenth of a percent), so that a reader can tell the two apart.
+fn net_of(l: &LatencyComparison) -> String {
+    if (l.speed_factor - 1.0).abs() < 0.0005 {
+        return String::new();
+    }
+    format!(
+        "; measured {}, references {}",
+        signed_percent((l.raw_ratio - 1.0) * 100.0),
+        signed_percent((l.speed_factor - 1.0) * 100.0)
+    )
 }
 
 /// Why the benchmark has its status, in one line (override reason included).
