@@ -85,12 +85,14 @@ fn a_test_that_panics_leaves_nothing_behind() {
 
 /// Starts `perf-services` (the crate's binary) and reads the pids and directory it prints.
 fn hold_services() -> anyhow::Result<(std::process::Child, u32, u32, PathBuf)> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_perf-services"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_perf-services"));
+    command
         .env("PERF_SERVICES", "local")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(Stdio::inherit());
+    crate::with_default_sigint(&mut command);
+    let mut child = command.spawn()?;
     let stdout = child.stdout.take().expect("piped");
     let (mut pids, mut dir) = (None, None);
     for line in BufReader::new(stdout).lines() {

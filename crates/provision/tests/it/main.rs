@@ -39,3 +39,22 @@ pub(crate) fn eventually(seconds: u64, mut done: impl FnMut() -> bool) -> bool {
 pub(crate) fn exists(path: &Path) -> bool {
     path.exists()
 }
+
+/// Gives the child the default reaction to SIGINT (die), as a shell gives its foreground jobs.
+/// Needed because the disposition is inherited: a test run started in the background by a
+/// script (`cmd &` in a non-interactive shell) ignores SIGINT, and so would the child.
+pub(crate) fn with_default_sigint(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only calls sigaction, which is
+    // async-signal-safe; it touches no memory of the parent.
+    unsafe {
+        command.pre_exec(|| {
+            nix::sys::signal::signal(
+                nix::sys::signal::Signal::SIGINT,
+                nix::sys::signal::SigHandler::SigDfl,
+            )
+            .map(drop)
+            .map_err(std::io::Error::from)
+        });
+    }
+}
