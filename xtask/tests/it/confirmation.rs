@@ -52,6 +52,7 @@ fn benchmark<'a>(report: &'a serde_json::Value, id: &str) -> &'a serde_json::Val
 
 #[test]
 fn a_regression_in_the_first_run_only_is_not_confirmed_but_a_lasting_one_is() {
+    let _measuring = crate::measuring();
     let dir = tempfile::tempdir().unwrap();
     let refreshed = xtask(
         &["baseline", "refresh", "--suite", "calibration"],

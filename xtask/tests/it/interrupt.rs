@@ -78,6 +78,7 @@ fn read_all(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 
 #[test]
 fn ctrl_c_half_way_leaves_no_servers_and_no_baseline_changes() {
+    let _measuring = crate::measuring();
     let dir = tempfile::tempdir().unwrap();
     let baselines = dir.path().join("baselines");
     std::fs::create_dir(&baselines).unwrap();

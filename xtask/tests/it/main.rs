@@ -7,6 +7,17 @@ mod interrupt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// Held by the tests that run benchmarks or services for real: they run one at a time, so that
+/// one does not load the two cores while the other measures (the tests of one binary run in
+/// parallel).
+fn measuring() -> std::sync::MutexGuard<'static, ()> {
+    static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    // A test that failed while holding it leaves nothing to protect: go on.
+    MEASURING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn fixture(scenario: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../crates/gate/tests/it/fixtures")
