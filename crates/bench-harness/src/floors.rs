@@ -58,7 +58,7 @@ pub fn cpu(data: &[u8]) -> u64 {
     hash
 }
 
-/// A random single cycle over [`MEMORY_SLOTS`] slots (Sattolo's algorithm): following it
+/// A random single cycle over 16 million slots, 64 MiB (Sattolo's algorithm): following it
 /// visits every slot once in an order no prefetcher can guess.
 ///
 /// Each call to [`MemoryWalk::steps`] goes on from where the previous one stopped, so

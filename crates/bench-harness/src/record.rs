@@ -10,7 +10,7 @@ use crate::alloc::AllocationCounts;
 pub struct Totals {
     /// Calls of the timing loop by criterion, the first one included.
     pub calls: u64,
-    /// Iterations of the routine that were counted (the first call's are not; see [`record`]).
+    /// Iterations of the routine that were counted (the first call's are not; see `record`).
     pub iterations: u64,
     /// Allocation requests made during those iterations.
     pub allocations: u64,
