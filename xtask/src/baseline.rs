@@ -4,15 +4,11 @@
 //! and writes the baselines only when every suite finished: an interrupted run leaves the
 //! committed baselines as they were.
 
-use std::collections::BTreeMap;
-use std::time::SystemTime;
-
 use anyhow::Context;
 use gate::{Fingerprint, RefreshOptions};
 
-use crate::bench_run::{self, Runner, SuiteRun};
+use crate::bench_run::{self, Session};
 use crate::flags::RefreshArgs;
-use crate::services::{self, Services};
 use crate::{paths, suites};
 
 pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
@@ -29,33 +25,12 @@ pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
     if !args.no_run {
         let suites = suites::select(&root, &args.suites)?;
         // Progress estimates come from the current baselines, when they can be read.
-        let expected: BTreeMap<String, usize> = gate::baseline::read_dir(&baseline_dir)
-            .map(|baselines| {
-                baselines
-                    .into_iter()
-                    .map(|(suite, b)| (suite, b.benchmarks.len()))
-                    .collect()
-            })
+        let expected = gate::baseline::read_dir(&baseline_dir)
+            .map(|baselines| bench_run::benchmark_counts(&baselines))
             .unwrap_or_default();
-        let built = bench_run::build()?;
-        let services = Services::for_suites(&root, &suites)?;
-        let runner = Runner::new(
-            &criterion_dir,
-            services::log_dir(&root),
-            services.env.clone(),
-            args.criterion_args.clone(),
-        )?;
-        let started = SystemTime::now();
-        let runs: Vec<SuiteRun> = suites
-            .iter()
-            .map(|suite| SuiteRun {
-                suite: suite.clone(),
-                filter: None,
-                expected: expected.get(suite).copied().unwrap_or(0),
-            })
-            .collect();
-        runner.run(&built, "run", &runs)?;
-        drop(services);
+        let session = Session::start(&root, &suites, &criterion_dir, args.criterion_args.clone())?;
+        let started = session.run_suites(&suites, &expected)?;
+        drop(session);
         options.newer_than = Some(started);
         options.suites = Some(suites.into_iter().collect());
     }

@@ -6,11 +6,73 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 
 use crate::cmd::{Cmd, cargo};
+use crate::services::{self, Services};
+
+/// A measuring run of whole suites, as `perf-gate` and `baseline refresh` make it: every suite
+/// built, the services started once for all of them, and a runner pointed at both. The
+/// services stop when it drops.
+pub(crate) struct Session {
+    pub(crate) built: Built,
+    pub(crate) runner: Runner,
+    _services: Services,
+}
+
+impl Session {
+    pub(crate) fn start(
+        root: &Path,
+        suites: &[String],
+        criterion_dir: &Path,
+        criterion_args: Vec<String>,
+    ) -> anyhow::Result<Session> {
+        let built = build()?;
+        let services = Services::for_suites(root, suites)?;
+        let runner = Runner::new(
+            criterion_dir,
+            services::log_dir(root),
+            services.env.clone(),
+            criterion_args,
+        )?;
+        Ok(Session {
+            built,
+            runner,
+            _services: services,
+        })
+    }
+
+    /// Runs every benchmark of `suites`, with `expected` benchmarks per suite for the progress
+    /// estimate (see [`benchmark_counts`]), and returns when the run started: only results
+    /// written after that moment belong to it.
+    pub(crate) fn run_suites(
+        &self,
+        suites: &[String],
+        expected: &BTreeMap<String, usize>,
+    ) -> anyhow::Result<SystemTime> {
+        let started = SystemTime::now();
+        let runs: Vec<SuiteRun> = suites
+            .iter()
+            .map(|suite| SuiteRun {
+                suite: suite.clone(),
+                filter: None,
+                expected: expected.get(suite).copied().unwrap_or(0),
+            })
+            .collect();
+        self.runner.run(&self.built, "run", &runs)?;
+        Ok(started)
+    }
+}
+
+/// How many benchmarks each suite's baseline holds: what a run of it is expected to have.
+pub(crate) fn benchmark_counts(baselines: &gate::baseline::Baselines) -> BTreeMap<String, usize> {
+    baselines
+        .iter()
+        .map(|(suite, baseline)| (suite.clone(), baseline.benchmarks.len()))
+        .collect()
+}
 
 /// How a set of suites is run.
 pub(crate) struct Runner {

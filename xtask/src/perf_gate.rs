@@ -15,9 +15,8 @@ use anyhow::{Context, anyhow};
 use gate::render::{json, junit, markdown, terminal};
 use gate::{Fingerprint, GateOptions, Metric, Report, Status};
 
-use crate::bench_run::{self, Built, Runner, SuiteRun};
+use crate::bench_run::{self, Built, Runner, Session, SuiteRun};
 use crate::flags::PerfGateArgs;
-use crate::services::{self, Services};
 use crate::{paths, suites};
 
 /// The report files to write, and `$GITHUB_STEP_SUMMARY`.
@@ -114,35 +113,15 @@ fn judge(args: &PerfGateArgs) -> anyhow::Result<Report> {
     // Read the baselines first: a missing or corrupt one must stop the gate before the
     // suites run for minutes, not after.
     let baselines = gate::baseline::read_dir(&baseline_dir)?;
-    let expected: BTreeMap<&str, usize> = baselines
-        .iter()
-        .map(|(suite, baseline)| (suite.as_str(), baseline.benchmarks.len()))
-        .collect();
 
-    let built = bench_run::build()?;
-    let services = Services::for_suites(&root, &suites)?;
-    let runner = Runner::new(
-        &criterion_dir,
-        services::log_dir(&root),
-        services.env.clone(),
-        args.criterion_args.clone(),
-    )?;
-    let started = SystemTime::now();
-    let runs: Vec<SuiteRun> = suites
-        .iter()
-        .map(|suite| SuiteRun {
-            suite: suite.clone(),
-            filter: None,
-            expected: expected.get(suite.as_str()).copied().unwrap_or(0),
-        })
-        .collect();
-    runner.run(&built, "run", &runs)?;
+    let session = Session::start(&root, &suites, &criterion_dir, args.criterion_args.clone())?;
+    let started = session.run_suites(&suites, &bench_run::benchmark_counts(&baselines))?;
 
     options.newer_than = Some(started);
     options.suites = Some(suites.iter().cloned().collect());
     let mut report = gate::run_gate(&options)?;
-    confirm(&built, &runner, &options, &mut report)?;
-    drop(services);
+    confirm(&session.built, &session.runner, &options, &mut report)?;
+    drop(session);
     Ok(report)
 }
 

@@ -78,20 +78,24 @@ fn a_regression_in_the_first_run_only_is_not_confirmed_but_a_lasting_one_is() {
         env
     };
 
+    let gate = |json: &Path, env: &[(&str, String)]| {
+        xtask(
+            &[
+                "perf-gate",
+                "--suite",
+                "calibration",
+                "--json",
+                json.to_str().unwrap(),
+            ],
+            dir.path(),
+            env,
+        )
+    };
+
     // Injected into the first run only: flagged, re-run, not confirmed, the gate passes.
     let json = dir.path().join("once.json");
     let marker = dir.path().join("injected-once");
-    let gated = xtask(
-        &[
-            "perf-gate",
-            "--suite",
-            "calibration",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        dir.path(),
-        &inject(Some(&marker)),
-    );
+    let gated = gate(&json, &inject(Some(&marker)));
     let stderr = String::from_utf8_lossy(&gated.stderr);
     assert_eq!(gated.status.code(), Some(0), "{stderr}");
     assert!(stderr.contains("re-running them alone"), "{stderr}");
@@ -110,17 +114,7 @@ fn a_regression_in_the_first_run_only_is_not_confirmed_but_a_lasting_one_is() {
 
     // Injected into every run: flagged, re-run, confirmed, the gate fails.
     let json = dir.path().join("lasting.json");
-    let gated = xtask(
-        &[
-            "perf-gate",
-            "--suite",
-            "calibration",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-        dir.path(),
-        &inject(None),
-    );
+    let gated = gate(&json, &inject(None));
     let stderr = String::from_utf8_lossy(&gated.stderr);
     assert_eq!(gated.status.code(), Some(1), "{stderr}");
     let lasting = report(&json);
