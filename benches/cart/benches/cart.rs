@@ -5,9 +5,9 @@
 use std::cell::Cell;
 use std::ops::Range;
 use std::slice;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bench_harness::{BatchSize, Criterion, Group, SamplingMode, Throughput};
+use bench_harness::{BatchSize, Criterion, Group, Throughput};
 use cart::{MIX_USERS, Mix, Step};
 use commerce::cart::{Cart, Quantity};
 use commerce::fixtures::{self, CartFixture, FixtureSpec};
@@ -17,8 +17,8 @@ use commerce::grpc::proto::{self, AddItemRequest, GetCartRequest, RemoveItemRequ
 use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{ProductId, TenantId, UserId};
 use commerce_bench::{
-    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, ensure, fail,
-    measure_latencies, pass_size, refill_uncached, run_batches,
+    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, concurrent, ensure, fail,
+    measure_latencies, pass_size, postgres_floor, refill_uncached, run_batches, sequential,
 };
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
@@ -310,43 +310,8 @@ impl Ctx {
     }
 }
 
-/// Settings of the sequential benchmarks. Their iterations take 20 µs (a cache hit) to 6 ms
-/// (ten operations of the mix), so 3 s of measurement gives 900 to 160,000 iterations in 30
-/// samples, enough for tight medians and for the gate's rank test; 1 s of warm-up fills the
-/// pool connections' statement caches and the decision cache. The write benchmarks reset their
-/// cart before every iteration outside the timing, which roughly doubles their wall time.
-fn sequential(group: &mut Group<'_>) {
-    group
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sampling_mode(SamplingMode::Auto)
-        .throughput(Throughput::Elements(1));
-}
-
-/// Settings of the concurrent benchmarks: a batch of 64 takes tens of milliseconds, too long for
-/// linear sampling (which needs 465 iterations for 30 samples), so flat sampling with 20 samples.
-fn concurrent(group: &mut Group<'_>, tasks: usize) {
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Elements(tasks as u64));
-}
-
 fn floors(group: &mut Group<'_>, cx: &Ctx) {
-    sequential(group);
-    let id = "cart/floor/postgres_select_1";
-    group.bench_with_parameter("floor", "postgres_select_1", |b| {
-        b.iter_async(&cx.runtime, || async {
-            let one: i32 = sqlx::query_scalar("SELECT 1")
-                .fetch_one(&cx.env.pool)
-                .await
-                .unwrap_or_else(|error| fail(id, error));
-            one
-        })
-    });
+    postgres_floor(group, SUITE, &cx.runtime, &cx.env);
 
     let id = "cart/floor/redis_get";
     let key = format!("{}floor", cx.env.cart_keys.prefix());

@@ -12,11 +12,14 @@
 //! - [`measure_latencies`]: an extra pass after criterion's measurement that records every
 //!   request's latency in an HDR histogram, for p50/p95/p99 (criterion's samples are means).
 //! - [`refill_uncached`]: many carts reset in one transaction, for the concurrent benchmarks.
+//! - [`sequential`], [`concurrent`], [`postgres_floor`]: the group settings both suites use,
+//!   and the PostgreSQL round trip they are normalised by.
 
 mod batch;
 mod env;
 mod latency;
 mod reset;
+mod settings;
 
 use std::fmt::Display;
 use std::future::Future;
@@ -25,6 +28,7 @@ pub use batch::{Batches, all_at_once, run_batches};
 pub use env::{BenchEnv, Counters, POOL_SIZE, REDIS_TIMEOUT};
 pub use latency::{Latencies, Summary, measure_latencies};
 pub use reset::{cart_of, refill_uncached};
+pub use settings::{concurrent, postgres_floor, sequential};
 
 /// Worker threads of the bench runtime: one per core of the 2-core benchmark machine. The
 /// benchmark's own future runs on the thread that calls `block_on` (criterion's), the servers'

@@ -6,9 +6,9 @@
 use std::cell::Cell;
 use std::ops::Range;
 use std::slice;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use bench_harness::{BatchSize, Criterion, Group, SamplingMode, Throughput};
+use bench_harness::{BatchSize, Criterion, Group};
 use commerce::fixtures::{self, CartFixture, FixtureSpec};
 use commerce::grpc::identity::request;
 use commerce::grpc::proto::order_service_client::OrderServiceClient;
@@ -17,8 +17,8 @@ use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{OrderId, ProductId, TenantId, UserId};
 use commerce::orders::{Order, OrderPage, PageSize};
 use commerce_bench::{
-    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, fail, measure_latencies,
-    pass_size, refill_uncached, run_batches,
+    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, concurrent, fail,
+    measure_latencies, pass_size, postgres_floor, refill_uncached, run_batches, sequential,
 };
 use orders::{LARGE_CART, PRODUCTS, SMALL_CART, task_cart};
 use tokio::runtime::Runtime;
@@ -331,46 +331,6 @@ impl Ctx {
     }
 }
 
-/// Settings of the sequential benchmarks. Reads take 0.2 to 1 ms and orders about 2 ms, so 3 s
-/// of measurement gives 900 to 18,000 iterations in 30 samples; 1 s of warm-up
-/// fills the statement caches of the pool's connections and the decision cache. Order creation
-/// refills its cart before every iteration outside the timing, which roughly doubles its wall
-/// time.
-fn sequential(group: &mut Group<'_>) {
-    group
-        .sample_size(30)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sampling_mode(SamplingMode::Auto)
-        .throughput(Throughput::Elements(1));
-}
-
-/// Settings of the concurrent benchmarks: a batch of 64 orders takes about 40 ms on two cores,
-/// too long for linear sampling (which needs 465 iterations for 30 samples), so flat sampling
-/// with 20 samples of a few batches each.
-fn concurrent(group: &mut Group<'_>, tasks: usize) {
-    group
-        .sample_size(20)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-        .sampling_mode(SamplingMode::Flat)
-        .throughput(Throughput::Elements(tasks as u64));
-}
-
-fn floor(group: &mut Group<'_>, cx: &Ctx) {
-    sequential(group);
-    let id = "orders/floor/postgres_select_1";
-    group.bench_with_parameter("floor", "postgres_select_1", |b| {
-        b.iter_async(&cx.runtime, || async {
-            let one: i32 = sqlx::query_scalar("SELECT 1")
-                .fetch_one(&cx.env.pool)
-                .await
-                .unwrap_or_else(|error| fail(id, error));
-            one
-        })
-    });
-}
-
 /// `orders/create_order/3_items` and `/10_items`: the cart is refilled before every iteration
 /// and the stock before every sample, both untimed.
 fn create_order(group: &mut Group<'_>, cx: &Ctx, index: usize, items: usize) {
@@ -608,7 +568,7 @@ fn orders(c: &mut Criterion) {
     );
 
     let mut group = Group::new(c, SUITE);
-    floor(&mut group, &cx);
+    postgres_floor(&mut group, SUITE, &cx.runtime, &cx.env);
     // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
     bench_harness::floors::register(&mut group);
     create_order(&mut group, &cx, CREATE_SMALL, SMALL_CART);
