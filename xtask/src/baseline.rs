@@ -13,6 +13,7 @@ use crate::{paths, suites};
 
 pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
     let root = paths::project_root();
+    let args = &args.run;
     let criterion_dir = paths::criterion_dir(args.criterion_dir.as_deref());
     let baseline_dir = paths::baseline_dir(args.baseline_dir.as_deref());
     let mut options = RefreshOptions {
@@ -28,7 +29,13 @@ pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
         let expected = gate::baseline::read_dir(&baseline_dir)
             .map(|baselines| bench_run::benchmark_counts(&baselines))
             .unwrap_or_default();
-        let session = Session::start(&root, &suites, &criterion_dir, args.criterion_args.clone())?;
+        let session = Session::start(
+            &root,
+            "baseline refresh",
+            &suites,
+            &criterion_dir,
+            args.criterion_args.clone(),
+        )?;
         let started = session.run_suites(&suites, &expected)?;
         drop(session);
         options.newer_than = Some(started);

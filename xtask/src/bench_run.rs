@@ -1,17 +1,23 @@
-//! Running benchmark suites with progress: which suite and benchmark, elapsed time, and an
-//! estimate of what is left. Criterion's own output goes to one log file per suite.
+//! Building the suites and running them under criterion with progress (stored mode and the
+//! baseline refresh): which suite and benchmark, elapsed time, and an estimate of what is left.
+//! Criterion's own output goes to one log file per suite. Also the confirmation re-runs of
+//! stored mode.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
-use anyhow::{Context, bail};
+use anyhow::{Context, anyhow, bail};
+use gate::{GateOptions, Metric, Report, Status};
 
 use crate::cmd::{Cmd, cargo};
-use crate::services::{self, Services};
+use crate::paths;
+use crate::progress::Progress;
+use crate::services::Services;
+use crate::suites;
 
 /// A measuring run of whole suites, as `perf-gate` and `baseline refresh` make it: every suite
 /// built, the services started once for all of them, and a runner pointed at both. The
@@ -23,17 +29,20 @@ pub(crate) struct Session {
 }
 
 impl Session {
+    /// `command` names the command in progress lines (`perf-gate`, `baseline refresh`).
     pub(crate) fn start(
         root: &Path,
+        command: &'static str,
         suites: &[String],
         criterion_dir: &Path,
         criterion_args: Vec<String>,
     ) -> anyhow::Result<Session> {
-        let built = build()?;
+        let built = build(None)?;
         let services = Services::for_suites(root, suites)?;
         let runner = Runner::new(
+            command,
             criterion_dir,
-            services::log_dir(root),
+            paths::log_dir(root),
             services.env.clone(),
             criterion_args,
         )?;
@@ -62,8 +71,34 @@ impl Session {
             })
             .collect();
         self.runner.run(&self.built, "run", &runs)?;
+        check_suites(&self.runner.criterion_dir, started, suites)?;
         Ok(started)
     }
+}
+
+/// Fails if the results written since `started` hold a benchmark of a suite that did not run:
+/// a bench crate whose group is not named after it would otherwise be judged (and baselined)
+/// under another suite's name, or silently left out.
+fn check_suites(
+    criterion_dir: &Path,
+    started: SystemTime,
+    suites: &[String],
+) -> anyhow::Result<()> {
+    let found = bench_format::criterion::find_results(criterion_dir, Some(started))?;
+    let strangers: Vec<String> = found
+        .iter()
+        .filter(|result| !suites.iter().any(|suite| suite == result.id.suite()))
+        .map(|result| result.id.to_string())
+        .collect();
+    if !strangers.is_empty() {
+        bail!(
+            "the run of {} wrote results of another suite: {} (a suite's benchmark group must be \
+             named after its bench crate)",
+            suites.join(", "),
+            strangers.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// How many benchmarks each suite's baseline holds: what a run of it is expected to have.
@@ -76,6 +111,8 @@ pub(crate) fn benchmark_counts(baselines: &gate::baseline::Baselines) -> BTreeMa
 
 /// How a set of suites is run.
 pub(crate) struct Runner {
+    /// The command, for progress lines.
+    pub(crate) command: &'static str,
     /// Criterion's output directory (absolute: bench binaries run in their crate's directory).
     pub(crate) criterion_dir: PathBuf,
     /// Environment for the bench binaries (service URLs, knobs).
@@ -96,29 +133,52 @@ pub(crate) struct SuiteRun {
 
 /// The compiled bench executables, by suite.
 pub(crate) struct Built {
-    executables: BTreeMap<String, Executable>,
+    pub(crate) executables: BTreeMap<String, Executable>,
 }
 
-struct Executable {
-    path: PathBuf,
+/// One suite's compiled bench executable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Executable {
+    pub(crate) path: PathBuf,
     /// The bench crate's directory: cargo runs benchmarks from there, and so do we.
-    package_dir: PathBuf,
+    pub(crate) package_dir: PathBuf,
 }
 
-/// Compiles every suite, exactly as `cargo bench --workspace` does, and finds the executables.
+impl Executable {
+    /// The command that runs it as `cargo bench` would: `--bench`, from the crate's directory,
+    /// with the manifest directory in the environment.
+    pub(crate) fn command(&self) -> Cmd {
+        Cmd::new(&self.path)
+            .args(["--bench"])
+            .current_dir(&self.package_dir)
+            .env("CARGO_MANIFEST_DIR", &self.package_dir)
+    }
+}
+
+/// Compiles every suite, exactly as `cargo bench --workspace` does, and finds the executables:
+/// of the workspace, or with `manifest` of another checkout (the base revision's worktree),
+/// into the same target directory so that the dependencies are shared.
 ///
 /// The suites are then run directly rather than through `cargo bench --bench <suite>`: a
 /// different selection of targets can resolve dependency features differently and make cargo
 /// recompile part of the tree between two suites of one run.
-pub(crate) fn build() -> anyhow::Result<Built> {
-    let messages = cargo()
-        .args([
-            "bench",
-            "--workspace",
-            "--no-run",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stdout()?;
+pub(crate) fn build(manifest: Option<&Path>) -> anyhow::Result<Built> {
+    let mut command = cargo().args([
+        "bench",
+        "--workspace",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    if let Some(manifest) = manifest {
+        let target = paths::target_dir(&paths::project_root());
+        command = command
+            .args([
+                std::ffi::OsStr::new("--manifest-path"),
+                manifest.as_os_str(),
+            ])
+            .env("CARGO_TARGET_DIR", target);
+    }
+    let messages = command.stdout()?;
     let mut executables = BTreeMap::new();
     for line in messages.lines().filter(|line| line.starts_with('{')) {
         let message: serde_json::Value =
@@ -153,6 +213,7 @@ pub(crate) fn build() -> anyhow::Result<Built> {
 
 impl Runner {
     pub(crate) fn new(
+        command: &'static str,
         criterion_dir: &Path,
         log_dir: PathBuf,
         env: Vec<(String, String)>,
@@ -163,6 +224,7 @@ impl Runner {
         std::fs::create_dir_all(&log_dir)
             .with_context(|| format!("cannot create {}", log_dir.display()))?;
         Ok(Runner {
+            command,
             criterion_dir,
             env,
             criterion_args,
@@ -174,7 +236,7 @@ impl Runner {
     /// (`run`, `confirm`).
     pub(crate) fn run(&self, built: &Built, label: &str, runs: &[SuiteRun]) -> anyhow::Result<()> {
         let mut progress = Progress::new(
-            label,
+            &format!("{} {label}", self.command),
             runs.iter().map(|run| run.expected).sum(),
             runs.iter().all(|run| run.expected > 0),
         );
@@ -207,12 +269,7 @@ impl Runner {
             .with_context(|| format!("cannot create {}", log_path.display()))?;
         let log = Arc::new(Mutex::new(log));
 
-        // What `cargo bench` would run: the executable with `--bench`, from the crate's
-        // directory, with the manifest directory in the environment.
-        let mut cmd = Cmd::new(&executable.path)
-            .args(["--bench"])
-            .current_dir(&executable.package_dir)
-            .env("CARGO_MANIFEST_DIR", &executable.package_dir);
+        let mut cmd = executable.command();
         if let Some(filter) = &run.filter {
             cmd = cmd.args([filter]);
         }
@@ -277,134 +334,77 @@ fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Progress over all the suites of a pass: a bar on a terminal, one line per benchmark
-/// elsewhere (CI logs).
-struct Progress {
-    label: String,
-    expected: usize,
-    /// Whether `expected` is known for every suite (a suite without a baseline is not).
-    known_total: bool,
-    done: usize,
-    suite: String,
-    started: Instant,
-    benchmark_started: Option<Instant>,
-    per_suite_seen: BTreeMap<String, usize>,
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl Progress {
-    fn new(label: &str, expected: usize, known_total: bool) -> Progress {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(expected as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{prefix} [{elapsed_precise}] {bar:30} {pos}/{len} {msg}",
-                )
-                .expect("the template is valid"),
-            );
-            bar.set_prefix(label.to_owned());
-            bar.enable_steady_tick(Duration::from_millis(500));
-            bar
-        });
-        Progress {
-            label: label.to_owned(),
-            expected,
-            known_total,
-            done: 0,
-            suite: String::new(),
-            started: Instant::now(),
-            benchmark_started: None,
-            per_suite_seen: BTreeMap::new(),
-            bar,
+/// Re-runs every benchmark flagged as a latency regression, alone (only the flagged benchmarks
+/// of each suite), and keeps a regression only if the second measurement shows it too. A
+/// slow moment of a shared machine rarely strikes the same benchmark twice; a real regression
+/// does, so a false-alarm rate of p per benchmark becomes about p². (Stored mode; paired
+/// mode confirms inside its own run.)
+pub(crate) fn confirm(
+    built: &Built,
+    runner: &Runner,
+    options: &GateOptions,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    let mut flagged: BTreeMap<String, Vec<gate::BenchmarkId>> = BTreeMap::new();
+    for benchmark in &report.benchmarks {
+        if benchmark.measured.regressions.contains(&Metric::Latency) {
+            flagged
+                .entry(benchmark.id.suite().to_owned())
+                .or_default()
+                .push(benchmark.id.clone());
         }
     }
-
-    fn suite_started(&mut self, suite: &str, expected: usize) {
-        self.suite = suite.to_owned();
-        self.per_suite_seen.insert(suite.to_owned(), 0);
-        let expected = if expected > 0 {
-            format!("{expected} benchmarks expected")
-        } else {
-            "no baseline: number of benchmarks unknown".to_owned()
-        };
-        self.println(&format!(
-            "perf-gate {}: suite {suite} ({expected})",
-            self.label
-        ));
+    if flagged.is_empty() {
+        return Ok(());
     }
-
-    fn benchmark_started(&mut self, id: &str) {
-        if self.benchmark_started.is_some() {
-            self.done += 1;
-        }
-        self.benchmark_started = Some(Instant::now());
-        *self.per_suite_seen.entry(self.suite.clone()).or_default() += 1;
-        // A benchmark the baseline does not know yet makes the total grow.
-        let position = self.done + 1;
-        self.expected = self.expected.max(position);
-        let elapsed = self.started.elapsed();
-        let left = (self.done > 0 && self.known_total)
-            .then(|| elapsed.mul_f64((self.expected - self.done) as f64 / self.done as f64));
-        let left = match left {
-            Some(left) => format!("about {} left", clock(left)),
-            None if !self.known_total => "time left unknown".to_owned(),
-            None => "estimating".to_owned(),
-        };
-        let total = if self.known_total {
-            self.expected.to_string()
-        } else {
-            "?".to_owned()
-        };
-        match &self.bar {
-            Some(bar) => {
-                bar.set_length(self.expected as u64);
-                bar.set_position(self.done as u64);
-                bar.set_message(format!("{} › {id} ({left})", self.suite));
+    let count: usize = flagged.values().map(Vec::len).sum();
+    eprintln!(
+        "{}: {count} latency regression(s) to confirm; re-running them alone",
+        runner.command
+    );
+    let started = SystemTime::now();
+    // The suite's reference benchmarks run again too: the confirmation is judged against the
+    // machine's speed at the time of the re-run, not of the first run.
+    let runs: Vec<SuiteRun> = flagged
+        .iter()
+        .map(|(suite, ids)| {
+            let references: Vec<&str> = report
+                .speeds
+                .iter()
+                .filter(|speed| &speed.suite == suite)
+                .flat_map(|speed| speed.references.iter().map(|(id, _)| id.as_str()))
+                .collect();
+            SuiteRun {
+                suite: suite.clone(),
+                filter: Some(suites::exact_filter(
+                    references
+                        .iter()
+                        .copied()
+                        .chain(ids.iter().map(gate::BenchmarkId::as_str)),
+                )),
+                expected: ids.len() + references.len(),
             }
-            None => eprintln!(
-                "perf-gate {}: [{position}/{total}] {} › {id} (elapsed {}, {left})",
-                self.label,
-                self.suite,
-                clock(elapsed)
-            ),
-        }
+        })
+        .collect();
+    runner.run(built, "confirm", &runs)?;
+    let second = gate::run_gate(&GateOptions {
+        newer_than: Some(started),
+        suites: Some(flagged.keys().cloned().collect::<BTreeSet<_>>()),
+        ..options.clone()
+    })?;
+    for id in flagged.values().flatten() {
+        let again = second
+            .benchmark(id.as_str())
+            .filter(|b| b.measured.status != Status::Missing)
+            .ok_or_else(|| anyhow!("the confirmation run of {id} produced no result"))?;
+        let index = report
+            .benchmarks
+            .iter()
+            .position(|b| &b.id == id)
+            .expect("flagged benchmarks come from the report");
+        let first = report.benchmarks[index].clone();
+        report.benchmarks[index] = first.with_confirmation(again.measured.clone());
     }
-
-    fn println(&self, line: &str) {
-        match &self.bar {
-            Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn finish(&mut self) {
-        if self.benchmark_started.take().is_some() {
-            self.done += 1;
-        }
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-        eprintln!(
-            "perf-gate {}: {} benchmarks in {}",
-            self.label,
-            self.done,
-            clock(self.started.elapsed())
-        );
-    }
-
-    fn abandon(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.abandon();
-        }
-    }
-}
-
-/// `1m05s` / `42s`.
-fn clock(duration: Duration) -> String {
-    let secs = duration.as_secs();
-    if secs >= 60 {
-        format!("{}m{:02}s", secs / 60, secs % 60)
-    } else {
-        format!("{secs}s")
-    }
+    report.refresh_verdict();
+    Ok(())
 }

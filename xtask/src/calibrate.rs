@@ -18,11 +18,11 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use gate::{ConfigFile, Fingerprint, GateOptions, Metric, RefreshOptions, Report, Status};
 
-use crate::bench_run::{self, Runner, SuiteRun};
+use crate::bench_run::{self, Runner, SuiteRun, confirm};
 use crate::flags::CalibrateArgs;
-use crate::perf_gate::confirm;
+use crate::paths;
+use crate::progress::clock;
 use crate::suites::CALIBRATION;
-use crate::{paths, services};
 
 /// One kind of round.
 #[derive(Clone, Copy)]
@@ -43,6 +43,9 @@ impl Kind {
 }
 
 pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
+    if args.mutations {
+        return crate::mutations::run(args);
+    }
     let root = paths::project_root();
     let scratch = tempfile::Builder::new()
         .prefix("perf-gate-calibrate-")
@@ -52,11 +55,12 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let fingerprint = Fingerprint::current(&root);
     let started = Instant::now();
 
-    let built = bench_run::build()?;
+    let built = bench_run::build(None)?;
     let runner = |criterion_dir: &std::path::Path, env: Vec<(String, String)>| {
         Runner::new(
+            "calibrate",
             criterion_dir,
-            services::log_dir(&root).join("calibrate"),
+            paths::log_dir(&root).join("calibrate"),
             env,
             args.criterion_args.clone(),
         )
@@ -86,7 +90,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let mut latency_detected = 0;
     let mut allocations_detected = 0;
     let mut log = String::new();
-    for round in 1..=args.rounds {
+    for round in 1..=args.rounds.unwrap_or(10) {
         for kind in [Kind::AA, Kind::Latency, Kind::Allocations] {
             let env = match kind {
                 Kind::AA => Vec::new(),
@@ -158,7 +162,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             let _ = writeln!(log, "{line}");
         }
     }
-    let rounds = args.rounds;
+    let rounds = args.rounds.unwrap_or(10);
     println!("{log}");
     println!(
         "A/A false alarms {false_alarms}/{rounds}, latency detections {latency_detected}/{rounds} \
@@ -181,7 +185,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
 /// Whether every benchmark of the report regressed in `metric` (after confirmation), the
 /// reference benchmarks aside: no knob scales them.
 fn every_benchmark_regressed(report: &Report, metric: Metric) -> bool {
-    let is_reference = |id: &str| {
+    let is_reference = |id: &gate::BenchmarkId| {
         report.speeds.iter().any(|speed| {
             speed
                 .references
@@ -208,10 +212,7 @@ fn summary(report: &Report) -> String {
                 |l| gate::compare::signed_percent(l.change_percent),
             )
         };
-        let name = benchmark
-            .id
-            .strip_prefix("calibration/")
-            .unwrap_or(&benchmark.id);
+        let name = benchmark.id.name();
         let mut text = format!("{name} {}", change(&benchmark.measured));
         if let Some(second) = &benchmark.confirmation {
             let _ = write!(text, "→{}", change(second));
@@ -219,9 +220,4 @@ fn summary(report: &Report) -> String {
         parts.push(text);
     }
     parts.join(", ")
-}
-
-fn clock(duration: std::time::Duration) -> String {
-    let secs = duration.as_secs();
-    format!("{}m{:02}s", secs / 60, secs % 60)
 }

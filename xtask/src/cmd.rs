@@ -67,6 +67,43 @@ impl Cmd {
             .with_context(|| format!("`{}` printed something that is not UTF-8", self.display))
     }
 
+    /// Runs the command without announcing it and returns its stdout; on failure the error
+    /// holds what it printed on stderr. For queries (git) whose noise the user need not see.
+    pub(crate) fn quiet_stdout(mut self) -> anyhow::Result<String> {
+        let output = self
+            .inner
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("failed to start `{}`", self.display))?;
+        if !output.status.success() {
+            bail!(
+                "`{}` failed ({}): {}",
+                self.display,
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        String::from_utf8(output.stdout)
+            .with_context(|| format!("`{}` printed something that is not UTF-8", self.display))
+    }
+
+    /// Runs the command without announcing it; on failure the error holds its stderr.
+    pub(crate) fn quiet_run(self) -> anyhow::Result<()> {
+        self.quiet_stdout().map(drop)
+    }
+
+    /// Runs the command quietly and returns its exit code (`None` if a signal ended it).
+    pub(crate) fn status_code(mut self) -> anyhow::Result<Option<i32>> {
+        let status = self
+            .inner
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .with_context(|| format!("failed to start `{}`", self.display))?;
+        Ok(status.code())
+    }
+
     /// Runs the command with inherited stdio, announcing it and its duration on stderr.
     pub(crate) fn run(mut self) -> anyhow::Result<()> {
         eprintln!("$ {}", self.display);
@@ -84,6 +121,25 @@ impl Cmd {
 }
 
 impl Cmd {
+    /// Starts a long-lived helper: stdin and stdout piped to the caller (it is stopped by
+    /// closing its stdin and speaks on its stdout), stderr inherited.
+    pub(crate) fn spawn_helper(mut self) -> anyhow::Result<Child> {
+        eprintln!("$ {}", self.display);
+        self.inner
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("failed to start `{}`", self.display))
+    }
+
+    /// The command, announced, for a caller that spawns it with its own plumbing (the gate's
+    /// paired runner, which talks to a bench executable over its stdin and stdout).
+    pub(crate) fn into_std(self) -> Command {
+        eprintln!("$ {}", self.display);
+        self.inner
+    }
+
     /// Starts the command with stdout and stderr piped to the caller (and stdin closed),
     /// announcing it on stderr. The caller reads the pipes and waits.
     pub(crate) fn spawn_piped(mut self) -> anyhow::Result<(Child, String)> {

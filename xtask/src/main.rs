@@ -8,9 +8,13 @@ mod bench_run;
 mod calibrate;
 mod cmd;
 mod flags;
+mod git;
 mod lint;
+mod mutations;
+mod paired;
 mod paths;
 mod perf_gate;
+mod progress;
 mod services;
 mod suites;
 mod test;
@@ -20,9 +24,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::flags::{BaselineCommand, Command, Flags, GateCommand};
-
-/// Exit code for "the command could not do its job": bad usage, bad data, a failing tool.
-const EXIT_ERROR: u8 = 2;
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
@@ -38,7 +39,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
-            ExitCode::from(EXIT_ERROR)
+            // "The command could not do its job": bad usage, bad data, a failing tool; the
+            // gate's own code for an error, so that every exit 2 means the same.
+            ExitCode::from(gate::Error::EXIT_CODE)
         }
     }
 }

@@ -1,23 +1,24 @@
-//! `cargo xtask perf-gate`: run the benchmark suites (unless `--no-run`), compare the results
-//! with the committed baselines, confirm latency regressions by re-running them, print the
-//! verdict and write the requested reports.
+//! `cargo xtask perf-gate`: judge the working tree. Paired by default (the base revision built
+//! and measured beside it, see [`crate::paired`]); stored with `--stored`, `--no-run`, or where
+//! no base revision can be found (compare criterion's results with the committed baselines,
+//! confirm latency regressions by re-running them). Then print the verdict and write the
+//! requested reports.
 //!
 //! The logic lives in the `gate` crate; this module resolves paths, runs cargo, and writes
-//! files. Exit codes: 0 no regression, 1 at least one regression, 2 usage or data error.
+//! files. Exit codes: 0 no regression, 1 at least one regression (or, paired, a missing
+//! benchmark), 2 usage or data error.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::SystemTime;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use gate::render::{json, junit, markdown, terminal};
-use gate::{Fingerprint, GateOptions, Metric, Report, Status};
+use gate::{Fingerprint, GateOptions, Report};
 
-use crate::bench_run::{self, Built, Runner, Session, SuiteRun};
+use crate::bench_run::{self, Session};
 use crate::flags::PerfGateArgs;
-use crate::{paths, suites};
+use crate::{git, paired, paths, suites};
 
 /// The report files to write, and `$GITHUB_STEP_SUMMARY`.
 struct Outputs {
@@ -92,106 +93,61 @@ pub(crate) fn run(args: &PerfGateArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Runs the suites (unless `--no-run`) and returns the confirmed report.
+/// Picks the mode and returns its report.
 fn judge(args: &PerfGateArgs) -> anyhow::Result<Report> {
+    if args.run.no_run || args.stored {
+        return judge_stored(args);
+    }
     let root = paths::project_root();
-    let criterion_dir = paths::criterion_dir(args.criterion_dir.as_deref());
-    let baseline_dir = paths::baseline_dir(args.baseline_dir.as_deref());
+    match git::find_base(&root, args.base.as_deref())? {
+        Some(base) => paired::judge(args, &base),
+        None => {
+            eprintln!(
+                "perf-gate: WARNING: no base revision to measure beside the working tree (not a \
+                 git checkout, or no main branch in its history): judging latency in STORED \
+                 mode, against the committed baselines; pass --base REV after fetching one"
+            );
+            judge_stored(args)
+        }
+    }
+}
+
+/// Stored mode: runs the suites under criterion (unless `--no-run`) and returns the confirmed
+/// report against the committed baselines.
+fn judge_stored(args: &PerfGateArgs) -> anyhow::Result<Report> {
+    let root = paths::project_root();
+    let criterion_dir = paths::criterion_dir(args.run.criterion_dir.as_deref());
+    let baseline_dir = paths::baseline_dir(args.run.baseline_dir.as_deref());
     let mut options = GateOptions {
         criterion_dir: criterion_dir.clone(),
         baseline_dir: baseline_dir.clone(),
-        config: paths::config_file(args.config.as_deref()),
+        config: paths::config_file(args.config.as_deref(), &root),
         newer_than: None,
-        suites: (!args.suites.is_empty()).then(|| args.suites.iter().cloned().collect()),
+        suites: (!args.run.suites.is_empty()).then(|| args.run.suites.iter().cloned().collect()),
         fingerprint: Fingerprint::current(&root),
     };
-    if args.no_run {
+    if args.run.no_run {
         return Ok(gate::run_gate(&options)?);
     }
 
-    let suites = suites::select(&root, &args.suites)?;
+    let suites = suites::select(&root, &args.run.suites)?;
     // Read the baselines first: a missing or corrupt one must stop the gate before the
     // suites run for minutes, not after.
     let baselines = gate::baseline::read_dir(&baseline_dir)?;
 
-    let session = Session::start(&root, &suites, &criterion_dir, args.criterion_args.clone())?;
+    let session = Session::start(
+        &root,
+        "perf-gate",
+        &suites,
+        &criterion_dir,
+        args.run.criterion_args.clone(),
+    )?;
     let started = session.run_suites(&suites, &bench_run::benchmark_counts(&baselines))?;
 
     options.newer_than = Some(started);
     options.suites = Some(suites.iter().cloned().collect());
     let mut report = gate::run_gate(&options)?;
-    confirm(&session.built, &session.runner, &options, &mut report)?;
+    bench_run::confirm(&session.built, &session.runner, &options, &mut report)?;
     drop(session);
     Ok(report)
-}
-
-/// Re-runs every benchmark flagged as a latency regression, alone (only the flagged benchmarks
-/// of each suite), and keeps a regression only if the second measurement shows it too. A
-/// slow moment of a shared machine rarely strikes the same benchmark twice; a real regression
-/// does, so a false-alarm rate of p per benchmark becomes about p².
-pub(crate) fn confirm(
-    built: &Built,
-    runner: &Runner,
-    options: &GateOptions,
-    report: &mut Report,
-) -> anyhow::Result<()> {
-    let mut flagged: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    for benchmark in &report.benchmarks {
-        if benchmark.measured.regressions.contains(&Metric::Latency) {
-            flagged
-                .entry(benchmark.suite.clone())
-                .or_default()
-                .push(benchmark.id.clone());
-        }
-    }
-    if flagged.is_empty() {
-        return Ok(());
-    }
-    let count: usize = flagged.values().map(Vec::len).sum();
-    eprintln!("perf-gate: {count} latency regression(s) to confirm; re-running them alone");
-    let started = SystemTime::now();
-    // The suite's reference benchmarks run again too: the confirmation is judged against the
-    // machine's speed at the time of the re-run, not of the first run.
-    let runs: Vec<SuiteRun> = flagged
-        .iter()
-        .map(|(suite, ids)| {
-            let references: Vec<&str> = report
-                .speeds
-                .iter()
-                .filter(|speed| &speed.suite == suite)
-                .flat_map(|speed| speed.references.iter().map(|(id, _)| id.as_str()))
-                .collect();
-            SuiteRun {
-                suite: suite.clone(),
-                filter: Some(suites::exact_filter(
-                    references
-                        .iter()
-                        .copied()
-                        .chain(ids.iter().map(String::as_str)),
-                )),
-                expected: ids.len() + references.len(),
-            }
-        })
-        .collect();
-    runner.run(built, "confirm", &runs)?;
-    let second = gate::run_gate(&GateOptions {
-        newer_than: Some(started),
-        suites: Some(flagged.keys().cloned().collect::<BTreeSet<_>>()),
-        ..options.clone()
-    })?;
-    for id in flagged.values().flatten() {
-        let again = second
-            .benchmark(id)
-            .filter(|b| b.measured.status != Status::Missing)
-            .ok_or_else(|| anyhow!("the confirmation run of {id} produced no result"))?;
-        let index = report
-            .benchmarks
-            .iter()
-            .position(|b| &b.id == id)
-            .expect("flagged benchmarks come from the report");
-        let first = report.benchmarks[index].clone();
-        report.benchmarks[index] = first.with_confirmation(again.measured.clone());
-    }
-    report.refresh_verdict();
-    Ok(())
 }

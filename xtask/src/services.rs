@@ -7,12 +7,13 @@
 //! `perf-services` dies with it and its watchdog removes the servers and their directory.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdin};
 
 use anyhow::{Context, bail};
 
-use crate::cmd::cargo;
+use crate::cmd::{Cmd, cargo};
+use crate::paths;
 
 /// Running services and the environment that points the suites at them.
 pub(crate) struct Services {
@@ -65,13 +66,10 @@ impl Services {
                 "perf-services",
             ])
             .run()?;
-        let binary = target_dir(root).join("release").join("perf-services");
-        let mut child = Command::new(&binary)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("cannot start {}", binary.display()))?;
+        let binary = paths::target_dir(root)
+            .join("release")
+            .join("perf-services");
+        let mut child = Cmd::new(&binary).spawn_helper()?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("perf-services has no stdout")?;
         let mut env = Vec::new();
@@ -117,14 +115,4 @@ impl Drop for Services {
             let _ = child.wait();
         }
     }
-}
-
-/// Where the suites' logs go: `target/perf-gate/`.
-pub(crate) fn log_dir(root: &Path) -> PathBuf {
-    target_dir(root).join("perf-gate")
-}
-
-/// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target` in the workspace.
-pub(crate) fn target_dir(root: &Path) -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| root.join("target"), PathBuf::from)
 }

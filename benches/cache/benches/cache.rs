@@ -2,7 +2,7 @@
 //! real Redis from `provision`, with the raw Redis round trip as the floor.
 //!
 //! What each benchmark measures and how its state is kept from drifting is in
-//! `benches/README.md` (section `cache`); the short version is next to each benchmark below.
+//! `docs/suites.md` (section `cache`); the short version is next to each benchmark below.
 
 use std::cell::OnceCell;
 use std::hint::black_box;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bench_harness::{BatchSize, Criterion, Group, Latencies, Throughput, test_mode};
+use bench_harness::{BatchSize, Criterion, Group, Latencies, Throughput, fail, pass_size};
 use cache::{KeyPicker, Product, RoundRobin, keys, mixed_90_10, product};
 use redis::aio::ConnectionManager;
 use tiered_cache::{CacheConfig, CacheStats, Capacity, TieredCache};
@@ -33,24 +33,6 @@ const EVICTION_CAPACITY: u64 = 10_000;
 /// Lifetimes far beyond the run, so that no entry expires while it is being measured.
 const TTL: Duration = Duration::from_secs(3_600);
 
-/// Prints the whole error chain and stops the run: a suite that cannot set up, or whose
-/// benchmarks measured something else than they claim, must not report numbers.
-fn fail(message: impl std::fmt::Display) -> ! {
-    eprintln!("cache: error: {message}");
-    std::process::exit(1);
-}
-
-/// Two workers, one per core: they run the Redis connection's driver task and the tasks of the
-/// concurrent benchmarks, while the bench thread itself drives the measured futures
-/// (`block_on`), as a request handler would.
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|error| fail(format!("cannot build the tokio runtime: {error}")))
-}
-
 /// The tiered cache as the benchmarks use it: L1 big enough for every key the suite writes (it
 /// never evicts, so the benchmarks other than `eviction` measure lookups, not evictions),
 /// lifetimes beyond the run, and a Redis timeout generous enough that a slow moment of the
@@ -67,14 +49,20 @@ fn filled_l1(runtime: &Runtime, capacity: u64, keys: &[String]) -> TieredCache<P
     let config = CacheConfig::l1_only()
         .with_l1_capacity(Capacity::Entries(capacity))
         .with_ttl(TTL, TTL);
-    let cache = TieredCache::new(config)
-        .unwrap_or_else(|error| fail(format!("invalid L1 configuration: {error}")));
+    let cache = TieredCache::new(config).unwrap_or_else(|error| {
+        fail(
+            "cache",
+            anyhow::anyhow!("invalid L1 configuration: {error}"),
+        )
+    });
     runtime.block_on(async {
         for key in keys {
-            cache
-                .set(key, product())
-                .await
-                .unwrap_or_else(|error| fail(format!("cannot encode the product: {error}")));
+            cache.set(key, product()).await.unwrap_or_else(|error| {
+                fail(
+                    "cache",
+                    anyhow::anyhow!("cannot encode the product: {error}"),
+                )
+            });
         }
     });
     cache
@@ -91,6 +79,8 @@ struct Fixture {
     delete_keys: Vec<String>,
     load_keys: Vec<String>,
     mixed_keys: Arc<Vec<String>>,
+    /// The Redis server's command counters, for `roundtrips.json`.
+    round_trips: Arc<provision::RoundTripCounter>,
     // Deletes the suite's Redis keys when the run ends.
     _namespace: provision::RedisNamespace,
 }
@@ -112,6 +102,7 @@ fn setup(runtime: &Runtime) -> anyhow::Result<Fixture> {
         delete_keys: keys("delete", ROUND_ROBIN_KEYS),
         load_keys: keys("load", ROUND_ROBIN_KEYS),
         mixed_keys: Arc::new(keys("mixed", MIXED_KEYS)),
+        round_trips: Arc::new(services.redis_round_trip_counter()),
         _namespace: namespace,
     };
     runtime.block_on(async {
@@ -173,14 +164,9 @@ impl Checks {
     }
 }
 
-/// Requests of an extra latency pass: enough for a stable p99 within a second or two.
-fn passes(full: usize) -> usize {
-    if test_mode() { 20 } else { full }
-}
-
 fn cache(c: &mut Criterion) {
-    let runtime = runtime();
-    let fixture = setup(&runtime).unwrap_or_else(|error| fail(format!("{error:#}")));
+    let runtime = bench_harness::runtime().unwrap_or_else(|error| fail("cache", error));
+    let fixture = setup(&runtime).unwrap_or_else(|error| fail("cache", error));
     let Fixture {
         cache,
         redis,
@@ -192,6 +178,8 @@ fn cache(c: &mut Criterion) {
     };
     let mut group = Group::new(c, "cache");
     configure(&mut group);
+    let counter = Arc::clone(&fixture.round_trips);
+    group.count_round_trips(move || counter.read());
 
     // The floor: one GET round trip on the same client stack, nothing else.
     let floor_get = || {
@@ -201,25 +189,25 @@ fn cache(c: &mut Criterion) {
                 .arg(floor_key)
                 .query_async::<Option<Vec<u8>>>(&mut redis)
                 .await
-                .unwrap_or_else(|error| fail(format!("cache/floor/redis_get: {error}")))
+                .unwrap_or_else(|error| fail("cache: the Redis floor", error))
         }
     };
     let mut ran = false;
-    group.bench_with_parameter("floor", "redis_get", |b| {
+    group.floor("redis_get", |b| {
         ran = true;
         b.iter_async(&runtime, floor_get);
     });
     if ran {
         let latencies = runtime.block_on(async {
             let mut latencies = Latencies::new();
-            for _ in 0..passes(10_000) {
+            for _ in 0..pass_size(10_000, 20) {
                 let start = Instant::now();
                 black_box(floor_get().await);
                 latencies.record(start.elapsed());
             }
             latencies
         });
-        eprintln!("{}", latencies.summary("cache/floor/redis_get"));
+        eprintln!("latency {}", latencies.summary("cache/floor/redis_get"));
     }
     // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
     bench_harness::floors::register(&mut group);
@@ -237,14 +225,14 @@ fn cache(c: &mut Criterion) {
             if ran {
                 let latencies = runtime.block_on(async {
                     let mut latencies = Latencies::new();
-                    for _ in 0..passes(200_000) {
+                    for _ in 0..pass_size(200_000, 20) {
                         let start = Instant::now();
                         black_box(cache.get(HOT).await);
                         latencies.record(start.elapsed());
                     }
                     latencies
                 });
-                eprintln!("{}", latencies.summary("cache/l1_hit"));
+                eprintln!("latency {}", latencies.summary("cache/l1_hit"));
             }
         },
         |delta| (delta.l1_misses != 0).then(|| "an L1 hit missed L1".to_owned()),
@@ -274,7 +262,7 @@ fn cache(c: &mut Criterion) {
             if ran {
                 let latencies = runtime.block_on(async {
                     let mut latencies = Latencies::new();
-                    for _ in 0..passes(10_000) {
+                    for _ in 0..pass_size(10_000, 20) {
                         let key = turn.next_key();
                         cache.invalidate_l1(key).await;
                         let start = Instant::now();
@@ -283,7 +271,7 @@ fn cache(c: &mut Criterion) {
                     }
                     latencies
                 });
-                eprintln!("{}", latencies.summary("cache/l2_hit"));
+                eprintln!("latency {}", latencies.summary("cache/l2_hit"));
             }
         },
         |delta| {
@@ -305,14 +293,14 @@ fn cache(c: &mut Criterion) {
             if ran {
                 let latencies = runtime.block_on(async {
                     let mut latencies = Latencies::new();
-                    for _ in 0..passes(10_000) {
+                    for _ in 0..pass_size(10_000, 20) {
                         let start = Instant::now();
                         black_box(cache.get(ABSENT).await);
                         latencies.record(start.elapsed());
                     }
                     latencies
                 });
-                eprintln!("{}", latencies.summary("cache/miss"));
+                eprintln!("latency {}", latencies.summary("cache/miss"));
             }
         },
         |delta| {
@@ -354,7 +342,9 @@ fn cache(c: &mut Criterion) {
                         let key = turn.next_key();
                         runtime
                             .block_on(cache.set(key, product()))
-                            .unwrap_or_else(|error| fail(format!("cache/delete: {error}")));
+                            .unwrap_or_else(|error| {
+                                fail("cache", anyhow::anyhow!("cache/delete: {error}"))
+                            });
                         key
                     },
                     |key| cache.delete(key),
@@ -497,7 +487,7 @@ fn cache(c: &mut Criterion) {
     group.finish();
 
     if !checks.failures.is_empty() {
-        fail(checks.failures.join("\n"));
+        fail("cache", anyhow::anyhow!(checks.failures.join("\n")));
     }
     let total = cache.stats();
     eprintln!("cache: counters of the tiered cache after the run: {total:?}");

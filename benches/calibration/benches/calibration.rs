@@ -41,11 +41,8 @@ fn calibration(c: &mut Criterion) {
     // The machine's yardstick, measured first: fixed work that no knob scales. The gate divides
     // the suite's latency ratios by this benchmark's ratio to its baseline, so a machine that
     // is slower or faster as a whole than when the baseline was measured moves nothing.
-    let id = "calibration/floor/cpu_reference";
-    if knobs.runs(id) {
-        group.bench_with_parameter("floor", "cpu_reference", |b| {
-            b.iter(|| checksum(&data, BASE.work))
-        });
+    if knobs.runs("calibration/floor/cpu_reference") {
+        group.floor("cpu_reference", |b| b.iter(|| checksum(&data, BASE.work)));
     }
 
     let id = "calibration/checksum/3840";

@@ -1,5 +1,5 @@
 //! The `cart` suite: cart operations on real PostgreSQL and Redis, through the library and end to
-//! end through the gRPC API, next to the round trips they stand on. `benches/README.md` (section
+//! end through the gRPC API, next to the round trips they stand on. `docs/suites.md` (section
 //! `cart`) says what each benchmark measures and how its state is kept from drifting.
 
 use std::cell::Cell;
@@ -7,7 +7,10 @@ use std::ops::Range;
 use std::slice;
 use std::time::Instant;
 
-use bench_harness::{BatchSize, Criterion, Group, Throughput};
+use bench_harness::{
+    BatchSize, Batches, Criterion, Group, Throughput, all_at_once, block, ensure, fail,
+    measure_latencies, pass_size, run_batches,
+};
 use cart::{MIX_USERS, Mix, Step};
 use commerce::cart::{Cart, Quantity};
 use commerce::fixtures::{self, CartFixture, FixtureSpec};
@@ -17,8 +20,7 @@ use commerce::grpc::proto::{self, AddItemRequest, GetCartRequest, RemoveItemRequ
 use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{ProductId, TenantId, UserId};
 use commerce_bench::{
-    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, concurrent, ensure, fail,
-    measure_latencies, pass_size, postgres_floor, refill_uncached, run_batches, sequential,
+    BenchEnv, Counters, POOL_SIZE, cart_of, concurrent, postgres_floor, refill_uncached, sequential,
 };
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
@@ -96,7 +98,7 @@ impl Ctx {
     }
 
     /// Makes every pooled connection prepare every statement the benchmarks time, before any
-    /// measurement (see `commerce_bench::all_at_once`): one wave of concurrent adds, reads,
+    /// measurement (see `bench_harness::all_at_once`): one wave of concurrent adds, reads,
     /// removals, `SELECT 1`s and refills by the first writers, twice, which leaves their carts
     /// as they were.
     fn prepare_statements(&self) -> anyhow::Result<()> {
@@ -313,17 +315,17 @@ impl Ctx {
 fn floors(group: &mut Group<'_>, cx: &Ctx) {
     postgres_floor(group, SUITE, &cx.runtime, &cx.env);
 
-    let id = "cart/floor/redis_get";
     let key = format!("{}floor", cx.env.cart_keys.prefix());
     let mut redis = cx.env.redis.clone();
-    block(&cx.runtime, id, async {
+    block(&cx.runtime, "cart: writing the Redis floor's key", async {
         redis::cmd("SET")
             .arg(&key)
             .arg("1")
             .query_async::<()>(&mut redis)
             .await
     });
-    group.bench_with_parameter("floor", "redis_get", |b| {
+    group.floor("redis_get", |b| {
+        let id = &b.id().to_owned();
         b.iter_async(&cx.runtime, || async {
             // The cart cache clones its connection manager per command too.
             let mut redis = cx.env.redis.clone();
@@ -361,7 +363,7 @@ fn add_item(group: &mut Group<'_>, cx: &Ctx) {
         id,
         measure_latencies(
             id,
-            pass_size(300),
+            pass_size(300, 2),
             async |_| cx.refill(&base).await,
             async |()| cx.add(ADD, EXTRA, 4).await.map(drop),
         ),
@@ -416,7 +418,7 @@ fn get_cart_hit(group: &mut Group<'_>, cx: &Ctx, id: &str, index: usize, items: 
         id,
         measure_latencies(
             id,
-            pass_size(1000),
+            pass_size(1000, 2),
             async |_| Ok(()),
             async |()| cx.get(index, items).await.map(drop),
         ),
@@ -455,7 +457,7 @@ fn get_cart_cold(group: &mut Group<'_>, cx: &Ctx) {
         id,
         measure_latencies(
             id,
-            pass_size(500),
+            pass_size(500, 2),
             async |_| cx.evict(COLD).await,
             async |()| cx.get(COLD, 3).await.map(drop),
         ),
@@ -639,7 +641,7 @@ fn grpc(group: &mut Group<'_>, cx: &Ctx) {
             id,
             measure_latencies(
                 id,
-                pass_size(300),
+                pass_size(300, 2),
                 async |_| cx.refill(&base).await,
                 async |()| cx.grpc_add(&caller, &extra).await.map(drop),
             ),
@@ -668,7 +670,7 @@ fn grpc(group: &mut Group<'_>, cx: &Ctx) {
             id,
             measure_latencies(
                 id,
-                pass_size(1000),
+                pass_size(1000, 2),
                 async |_| Ok(()),
                 async |()| cx.grpc_get(&caller).await.map(drop),
             ),
@@ -680,6 +682,14 @@ fn grpc(group: &mut Group<'_>, cx: &Ctx) {
                 delta.cart.hits == reads && delta.cart.misses == 0,
                 "expected {reads} cache hits and no miss"
             );
+            // With metrics on (the default), every call went through the server's metrics
+            // layer, as in `commerce-server --metrics-addr`.
+            if let Some(recorded) = delta.grpc_calls {
+                anyhow::ensure!(
+                    recorded == reads,
+                    "expected the metrics layer to record {reads} calls, not {recorded}"
+                );
+            }
             Ok(())
         });
     }
@@ -729,7 +739,7 @@ fn block_ok<T>(id: &str, result: anyhow::Result<T>) -> T {
 
 fn cart(c: &mut Criterion) {
     let started = Instant::now();
-    let runtime = commerce_bench::runtime().unwrap_or_else(|error| fail(SUITE, error));
+    let runtime = bench_harness::runtime().unwrap_or_else(|error| fail(SUITE, error));
     let env = BenchEnv::start(&runtime).unwrap_or_else(|error| fail(SUITE, error));
     let cx = Ctx::load(runtime, env).unwrap_or_else(|error| fail(SUITE, error));
     cx.prepare_statements()
@@ -741,6 +751,7 @@ fn cart(c: &mut Criterion) {
     );
 
     let mut group = Group::new(c, SUITE);
+    cx.env.count_round_trips(&mut group);
     floors(&mut group, &cx);
     // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
     bench_harness::floors::register(&mut group);

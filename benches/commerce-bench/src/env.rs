@@ -5,19 +5,23 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use authz::PolicySet;
+use bench_harness::Group;
 use commerce::Commerce;
 use commerce::cache::{CacheConfig, CacheStats, CartCache};
 use commerce::grpc::LocalServer;
-use provision::{Provider, RedisNamespace, TestDatabase};
+use commerce::metrics::Metrics;
+use provision::{Provider, RedisNamespace, RoundTripCounter, TestDatabase};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tonic::transport::Channel;
 
-/// Connections of the suite's pool: the 64 tasks of the largest concurrent benchmarks each hold
-/// one for a whole transaction, the reset between batches needs one more, and a few spare ones
-/// keep the gRPC server's calls from queueing on the pool at the end of a batch.
-pub const POOL_SIZE: u32 = 72;
+/// Connections of the suite's pool: `commerce-server`'s default. Every operation holds a
+/// connection for one statement only, so the 64 tasks of the largest concurrent benchmarks
+/// queue on it as they would on the server. A larger pool is not neutral: sqlx hands out idle
+/// connections oldest first, so sequential calls cycle through every backend, and with 72 of
+/// them `commerce_add_item` took about twice as long as with 20 (a backend's caches are cold
+/// again when its turn comes; measured side by side with pools of 1, 4, 20 and 72).
+pub const POOL_SIZE: u32 = commerce::server::DEFAULT_MAX_CONNECTIONS;
 
 /// The bound on one Redis round trip of the cart cache and of the decision cache. The server's
 /// defaults (100 ms and 250 ms) are right for production, but 64 tasks on two cores can delay an
@@ -25,6 +29,27 @@ pub const POOL_SIZE: u32 = 72;
 /// (the caches fall back to PostgreSQL or to evaluating). Every benchmark asserts afterwards
 /// that no Redis command failed or was skipped, so a generous bound hides nothing.
 pub const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The services record their metrics (`commerce::metrics`) exactly as `commerce-server
+/// --metrics-addr` runs them: every gRPC call goes through the same metrics layer, and the
+/// services time their statements. That is the default, so a paired run against a revision
+/// without metrics (`cargo xtask perf-gate --base <pre-metrics revision> --suite cart`) measures
+/// what the metrics cost. Set this variable to `0` to build the services without metrics, e.g.
+/// for a paired run of one build both ways (`--candidate-env COMMERCE_BENCH_METRICS=0` measures
+/// off against on).
+pub const METRICS_ENV: &str = "COMMERCE_BENCH_METRICS";
+
+/// Whether [`METRICS_ENV`] leaves the metrics on (unset or `1`) or turns them off (`0`); any
+/// other value is an error, so a typo cannot silently measure the wrong side.
+pub fn metrics_requested() -> anyhow::Result<bool> {
+    match std::env::var(METRICS_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(true),
+        Ok(value) if value == "1" || value.is_empty() => Ok(true),
+        Ok(value) if value == "0" => Ok(false),
+        Ok(value) => anyhow::bail!("{METRICS_ENV} must be 1 or 0, not {value:?}"),
+        Err(error) => Err(error).context(METRICS_ENV),
+    }
+}
 
 /// Everything a suite measures, over a database and Redis namespaces of its own.
 pub struct BenchEnv {
@@ -44,8 +69,13 @@ pub struct BenchEnv {
     pub cart_keys: RedisNamespace,
     /// Key prefix of the decision cache.
     pub decision_keys: RedisNamespace,
+    /// The metrics the services record, unless [`METRICS_ENV`]`=0` (never scraped: the cost
+    /// measured is the recording's).
+    pub metrics: Option<Metrics>,
     /// How `provision` provided PostgreSQL and Redis.
     pub provider: Provider,
+    /// The servers' counters of what the suite's database and Redis executed.
+    pub round_trips: Arc<RoundTripCounter>,
     // Dropped last: the database goes away with it.
     database: TestDatabase,
 }
@@ -61,6 +91,8 @@ pub struct Counters {
     pub evaluations: u64,
     /// Evaluations that failed and were turned into denials.
     pub evaluation_failures: u64,
+    /// gRPC calls the server's metrics layer recorded (`None` with the metrics off).
+    pub grpc_calls: Option<u64>,
 }
 
 impl Counters {
@@ -80,6 +112,9 @@ impl Counters {
             evaluation_failures: self
                 .evaluation_failures
                 .saturating_sub(earlier.evaluation_failures),
+            grpc_calls: self
+                .grpc_calls
+                .map(|calls| calls.saturating_sub(earlier.grpc_calls.unwrap_or_default())),
         }
     }
 
@@ -114,9 +149,9 @@ impl BenchEnv {
                 .database(&commerce::MIGRATOR)
                 .await
                 .context("creating the suite's database")?;
-            // The server's pool settings (sqlx's defaults, which include a liveness ping when a
-            // connection is checked out), sized for the concurrent benchmarks.
-            let pool = PgPoolOptions::new()
+            // The server's pool settings (`commerce::db::pool_options`: no liveness ping when a
+            // connection is checked out) and size.
+            let pool = commerce::db::pool_options()
                 .max_connections(POOL_SIZE)
                 .acquire_timeout(Duration::from_secs(30))
                 .connect(database.url())
@@ -144,7 +179,16 @@ impl BenchEnv {
             let policies = PolicySet::shipped().context("compiling the shipped policies")?;
             let engine = commerce::server::policy_engine(policies, Some(decisions))
                 .context("configuring the decision cache")?;
-            let commerce = Commerce::new(pool.clone(), cache, Arc::new(engine));
+            let mut commerce = Commerce::new(pool.clone(), cache, Arc::new(engine));
+            let metrics = if metrics_requested()? {
+                let metrics = Metrics::new().context("setting up the metrics")?;
+                commerce = commerce
+                    .with_metrics(&metrics)
+                    .context("registering the services' metrics")?;
+                Some(metrics)
+            } else {
+                None
+            };
 
             let client = redis::Client::open(services.redis_url()).context("the Redis URL")?;
             let config = ConnectionManagerConfig::new()
@@ -170,7 +214,9 @@ impl BenchEnv {
                 server,
                 cart_keys,
                 decision_keys,
+                metrics,
                 provider: services.provider(),
+                round_trips: Arc::new(services.round_trip_counter(&database)),
                 database,
             })
         })
@@ -181,6 +227,13 @@ impl BenchEnv {
         self.commerce.carts.cache()
     }
 
+    /// Makes `group` count the round trips of its benchmarks to this environment's database and
+    /// Redis (`roundtrips.json`; see `bench_harness::Group::count_round_trips`).
+    pub fn count_round_trips(&self, group: &mut Group<'_>) {
+        let counter = Arc::clone(&self.round_trips);
+        group.count_round_trips(move || counter.read());
+    }
+
     /// A snapshot of the cache counters.
     pub fn counters(&self) -> Counters {
         let engine = self.commerce.policy.stats();
@@ -189,17 +242,22 @@ impl BenchEnv {
             decisions: engine.cache.unwrap_or_default(),
             evaluations: engine.evaluations,
             evaluation_failures: engine.evaluation_failures,
+            grpc_calls: self
+                .metrics
+                .as_ref()
+                .map(|metrics| metrics.grpc().handled_total()),
         }
     }
 
     /// One line about the set-up, for the log of a run.
     pub fn describe(&self) -> String {
         format!(
-            "{} services, database {}, pool of {POOL_SIZE}, tokio runtime with {} workers, gRPC on {}",
+            "{} services, database {}, pool of {POOL_SIZE}, tokio runtime with {} workers, gRPC on {}, metrics {}",
             self.provider,
             self.database.name(),
-            crate::WORKER_THREADS,
-            self.server.addr()
+            bench_harness::WORKER_THREADS,
+            self.server.addr(),
+            if self.metrics.is_some() { "on" } else { "off" }
         )
     }
 
@@ -213,7 +271,9 @@ impl BenchEnv {
             server,
             cart_keys,
             decision_keys,
+            metrics: _,
             provider: _,
+            round_trips,
             database,
         } = self;
         drop(channel);
@@ -225,7 +285,7 @@ impl BenchEnv {
         drop(commerce);
         drop(redis);
         pool.close().await;
-        drop((cart_keys, decision_keys));
+        drop((cart_keys, decision_keys, round_trips));
         drop(database);
         Ok(())
     }

@@ -6,7 +6,9 @@ use std::time::Duration;
 use bench_harness::{Group, SamplingMode, Throughput};
 use tokio::runtime::Runtime;
 
-use crate::{BenchEnv, fail};
+use bench_harness::fail;
+
+use crate::BenchEnv;
 
 /// Settings of the sequential benchmarks. Their iterations take 20 µs (a cart cache hit) to
 /// 6 ms (ten operations of the cart mix); order reads take 0.2 to 1 ms and an order about 2 ms.
@@ -42,7 +44,7 @@ pub fn postgres_floor(group: &mut Group<'_>, suite: &str, runtime: &Runtime, env
     sequential(group);
     let id = format!("{suite}/floor/postgres_select_1");
     let id = id.as_str();
-    group.bench_with_parameter("floor", "postgres_select_1", |b| {
+    group.floor("postgres_select_1", |b| {
         b.iter_async(runtime, || async {
             let one: i32 = sqlx::query_scalar("SELECT 1")
                 .fetch_one(&env.pool)

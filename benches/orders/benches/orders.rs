@@ -1,6 +1,6 @@
 //! The `orders` suite: creating, reading and listing orders on real PostgreSQL and Redis, through
 //! the library and end to end through the gRPC API, next to the PostgreSQL round trip they stand
-//! on. `benches/README.md` (section `orders`) says what each benchmark measures and how its state
+//! on. `docs/suites.md` (section `orders`) says what each benchmark measures and how its state
 //! is kept from drifting.
 
 use std::cell::Cell;
@@ -8,7 +8,10 @@ use std::ops::Range;
 use std::slice;
 use std::time::Instant;
 
-use bench_harness::{BatchSize, Criterion, Group};
+use bench_harness::{
+    BatchSize, Batches, Criterion, Group, all_at_once, block, fail, measure_latencies, pass_size,
+    run_batches,
+};
 use commerce::fixtures::{self, CartFixture, FixtureSpec};
 use commerce::grpc::identity::request;
 use commerce::grpc::proto::order_service_client::OrderServiceClient;
@@ -17,8 +20,7 @@ use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{OrderId, ProductId, TenantId, UserId};
 use commerce::orders::{Order, OrderPage, PageSize};
 use commerce_bench::{
-    Batches, BenchEnv, Counters, POOL_SIZE, all_at_once, block, cart_of, concurrent, fail,
-    measure_latencies, pass_size, postgres_floor, refill_uncached, run_batches, sequential,
+    BenchEnv, Counters, POOL_SIZE, cart_of, concurrent, postgres_floor, refill_uncached, sequential,
 };
 use orders::{LARGE_CART, PRODUCTS, SMALL_CART, task_cart};
 use tokio::runtime::Runtime;
@@ -115,7 +117,7 @@ impl Ctx {
     }
 
     /// Makes every pooled connection prepare every statement the benchmarks time, before any
-    /// measurement (see `commerce_bench::all_at_once`): waves of concurrent orders by the first
+    /// measurement (see `bench_harness::all_at_once`): waves of concurrent orders by the first
     /// writers, refills of their carts, order reads, listings and `SELECT 1`s, twice, which
     /// leaves their carts as they were.
     fn prepare_statements(&self) -> anyhow::Result<()> {
@@ -359,7 +361,7 @@ fn create_order(group: &mut Group<'_>, cx: &Ctx, index: usize, items: usize) {
         id,
         measure_latencies(
             id,
-            pass_size(200),
+            pass_size(200, 2),
             async |_| cx.refill(&cart).await,
             async |()| cx.create(index, items).await.map(drop),
         ),
@@ -385,7 +387,7 @@ fn get_order(group: &mut Group<'_>, cx: &Ctx) {
         id,
         measure_latencies(
             id,
-            pass_size(500),
+            pass_size(500, 2),
             async |_| Ok(()),
             async |()| cx.get().await.map(drop),
         ),
@@ -411,7 +413,7 @@ fn list_orders(group: &mut Group<'_>, cx: &Ctx) {
         id,
         measure_latencies(
             id,
-            pass_size(300),
+            pass_size(300, 2),
             async |_| Ok(()),
             async |()| cx.list().await.map(drop),
         ),
@@ -497,7 +499,7 @@ fn grpc(group: &mut Group<'_>, cx: &Ctx) {
             id,
             measure_latencies(
                 id,
-                pass_size(200),
+                pass_size(200, 2),
                 async |_| cx.refill(&cart).await,
                 async |()| cx.grpc_create(&caller).await.map(drop),
             ),
@@ -545,7 +547,7 @@ fn grpc(group: &mut Group<'_>, cx: &Ctx) {
             id,
             measure_latencies(
                 id,
-                pass_size(300),
+                pass_size(300, 2),
                 async |_| Ok(()),
                 async |()| cx.grpc_list(&reader).await.map(drop),
             ),
@@ -556,7 +558,7 @@ fn grpc(group: &mut Group<'_>, cx: &Ctx) {
 
 fn orders(c: &mut Criterion) {
     let started = Instant::now();
-    let runtime = commerce_bench::runtime().unwrap_or_else(|error| fail(SUITE, error));
+    let runtime = bench_harness::runtime().unwrap_or_else(|error| fail(SUITE, error));
     let env = BenchEnv::start(&runtime).unwrap_or_else(|error| fail(SUITE, error));
     let cx = Ctx::load(runtime, env).unwrap_or_else(|error| fail(SUITE, error));
     cx.prepare_statements()
@@ -568,6 +570,7 @@ fn orders(c: &mut Criterion) {
     );
 
     let mut group = Group::new(c, SUITE);
+    cx.env.count_round_trips(&mut group);
     postgres_floor(&mut group, SUITE, &cx.runtime, &cx.env);
     // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
     bench_harness::floors::register(&mut group);

@@ -3,7 +3,7 @@
 //! evaluation, and the decision cache on a real Redis from `provision`.
 //!
 //! What each benchmark measures and how its state is kept from drifting is in
-//! `benches/README.md` (section `policy`); the short version is next to each benchmark below.
+//! `docs/suites.md` (section `policy`); the short version is next to each benchmark below.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -12,10 +12,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use authz::synthetic::{self, PolicySize, SyntheticPolicySet};
 use authz::{AuthzRequest, EngineStats, PolicyEngine, PolicySet};
-use bench_harness::{BatchSize, Criterion, Group, Latencies, SamplingMode, Throughput, test_mode};
+use bench_harness::{
+    BatchSize, Criterion, Group, Latencies, SamplingMode, Throughput, fail, pass_size,
+};
+use policy::cedar::CedarReference;
 use policy::{concurrent_authorize, distinct_requests, rbac_requests, tenancy_requests};
 use tiered_cache::{CacheConfig, Capacity, TieredCache};
-use tokio::runtime::Runtime;
 
 /// Distinct requests the decision-cache miss cycles through: more than a batch holds, so that a
 /// batch's requests are distinct (each is forgotten in the setup before its routine runs).
@@ -27,24 +29,6 @@ const SWEEP: usize = 64;
 /// Lifetimes far beyond the run, so that no cached decision expires while it is measured.
 const TTL: Duration = Duration::from_secs(3_600);
 
-/// Prints the message and stops the run: a suite that cannot set up, or whose benchmarks
-/// measured something else than they claim, must not report numbers.
-fn fail(message: impl std::fmt::Display) -> ! {
-    eprintln!("policy: error: {message}");
-    std::process::exit(1);
-}
-
-/// Two workers, one per core: evaluation is pure CPU, so more workers would only time-slice the
-/// same two cores; the concurrent benchmarks' tasks share them, and the bench thread drives the
-/// single-request futures itself (`block_on`).
-fn runtime() -> Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap_or_else(|error| fail(format!("cannot build the tokio runtime: {error}")))
-}
-
 struct Fixture {
     shipped: PolicySet,
     synthetic: Vec<(PolicySize, SyntheticPolicySet, PolicySet)>,
@@ -52,6 +36,8 @@ struct Fixture {
     engine: Arc<PolicyEngine>,
     /// The decision cache as production configures it: L1 in front of Redis.
     cached: PolicyEngine,
+    /// The Redis server's command counters, for `roundtrips.json`.
+    round_trips: Arc<provision::RoundTripCounter>,
     // Deletes the suite's Redis keys when the run ends.
     _namespace: provision::RedisNamespace,
 }
@@ -109,6 +95,7 @@ fn setup() -> anyhow::Result<Fixture> {
         cached: PolicyEngine::with_decision_cache(shipped.clone(), cache),
         shipped,
         synthetic: sets,
+        round_trips: Arc::new(services.redis_round_trip_counter()),
         _namespace: namespace,
     })
 }
@@ -128,11 +115,6 @@ fn configure(group: &mut Group<'_>) {
         .nresamples(20_000);
 }
 
-/// Requests of an extra latency pass (a handful in test mode).
-fn passes(full: usize) -> usize {
-    if test_mode() { 12 } else { full }
-}
-
 /// Times `requests` one by one (cycling through them `count` times in all) and prints the
 /// percentiles of single evaluations.
 fn evaluation_latencies(id: &str, policies: &PolicySet, requests: &[&AuthzRequest], count: usize) {
@@ -142,7 +124,7 @@ fn evaluation_latencies(id: &str, policies: &PolicySet, requests: &[&AuthzReques
         black_box(policies.evaluate(request));
         latencies.record(start.elapsed());
     }
-    eprintln!("{}", latencies.summary(id));
+    eprintln!("latency {}", latencies.summary(id));
 }
 
 /// Checks the decision cache's counters between two snapshots: Redis must never have failed or
@@ -173,11 +155,13 @@ fn verify_cache(
 }
 
 fn policy(c: &mut Criterion) {
-    let runtime = runtime();
-    let fixture = setup().unwrap_or_else(|error| fail(format!("{error:#}")));
+    let runtime = bench_harness::runtime().unwrap_or_else(|error| fail("policy", error));
+    let fixture = setup().unwrap_or_else(|error| fail("policy", error));
     let mut failures = Vec::new();
     let mut group = Group::new(c, "policy");
     configure(&mut group);
+    let counter = Arc::clone(&fixture.round_trips);
+    group.count_round_trips(move || counter.read());
 
     // The machine floors (CPU, memory, allocator): what the gate normalises by, per resource.
     bench_harness::floors::register(&mut group);
@@ -198,7 +182,7 @@ fn policy(c: &mut Criterion) {
                 || (),
                 |()| {
                     set.compile()
-                        .unwrap_or_else(|error| fail(format!("compile: {error}")))
+                        .unwrap_or_else(|error| fail("policy", anyhow::anyhow!("compile: {error}")))
                 },
                 BatchSize::PerIteration,
             )
@@ -222,14 +206,14 @@ fn policy(c: &mut Criterion) {
     if ran {
         let latencies = runtime.block_on(async {
             let mut latencies = Latencies::new();
-            for _ in 0..passes(100_000) {
+            for _ in 0..pass_size(100_000, 12) {
                 let start = Instant::now();
                 black_box(fixture.cached.authorize(hit).await);
                 latencies.record(start.elapsed());
             }
             latencies
         });
-        eprintln!("{}", latencies.summary("policy/decision_cache/hit"));
+        eprintln!("latency {}", latencies.summary("policy/decision_cache/hit"));
     }
     let after = fixture.cached.stats();
     if let Err(problem) = verify_cache(
@@ -309,10 +293,37 @@ fn policy(c: &mut Criterion) {
                 &format!("policy/{operation}"),
                 &fixture.shipped,
                 &requests,
-                passes(6_000),
+                pass_size(6_000, 12),
             );
         }
     }
+
+    // The reference: the same RBAC + tenancy decision in Cedar, on the same requests as
+    // `evaluate_rbac` (an iteration decides each once, building Cedar's request from ours as
+    // our engine builds its input), so that the ratio of the two is measured in one run. The
+    // fixture's check that both engines agree on every request is a test of this crate
+    // (`policy::cedar`).
+    let reference = CedarReference::new().unwrap_or_else(|error| fail("policy", error));
+    let requests = rbac_requests();
+    for request in &requests {
+        let ours = fixture.shipped.evaluate(request).allowed;
+        match reference.is_allowed(request) {
+            Ok(theirs) if theirs == ours => {}
+            Ok(theirs) => fail(
+                "policy",
+                anyhow::anyhow!("Cedar decides {request:?} as allowed={theirs}, ours {ours}"),
+            ),
+            Err(error) => fail("policy", error),
+        }
+    }
+    group.throughput(Throughput::Elements(requests.len() as u64));
+    group.bench_with_parameter("reference", "cedar_rbac", |b| {
+        b.iter(|| {
+            for request in &requests {
+                black_box(reference.is_allowed(request).ok());
+            }
+        });
+    });
 
     // Evaluating the synthetic sets: an iteration decides the first 64 of the set's 256
     // requests (allowed and denied ones, counted in the setup), in order, so that every size
@@ -345,11 +356,14 @@ fn policy(c: &mut Criterion) {
                 &format!("policy/evaluate/{}", size.name()),
                 compiled,
                 &all,
-                passes(match size {
-                    PolicySize::Small => 20_000,
-                    PolicySize::Medium => 5_120,
-                    PolicySize::Large => 512,
-                }),
+                pass_size(
+                    match size {
+                        PolicySize::Small => 20_000,
+                        PolicySize::Medium => 5_120,
+                        PolicySize::Large => 512,
+                    },
+                    12,
+                ),
             );
         }
     }
@@ -393,7 +407,7 @@ fn policy(c: &mut Criterion) {
         ));
     }
     if !failures.is_empty() {
-        fail(failures.join("\n"));
+        fail("policy", anyhow::anyhow!(failures.join("\n")));
     }
 }
 

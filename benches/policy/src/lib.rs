@@ -1,11 +1,14 @@
 //! Fixtures of the `policy` suite: representative requests for the shipped policies, distinct
-//! requests for decision-cache misses, the CPU reference workload, and the concurrent driver.
+//! requests for decision-cache misses, the CPU reference workload, the concurrent driver, and
+//! the Cedar reference of the shipped decision ([`cedar`]).
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use authz::{AuthzRequest, PolicyEngine, Resource, Subject, actions, kinds, roles};
+
+pub mod cedar;
 
 /// Role-based requests inside the caller's own tenant: the decision turns on the role, the action
 /// and the scope a grant covers. Allow and deny paths, and a subject with two roles.

@@ -10,25 +10,30 @@ import rego.v1
 
 scopes := ["own", "tenant", "any"]
 
-# A customer works on their own cart and their own orders.
-customer_grants := {
-	"cart:get": {"own"},
-	"cart:add_item": {"own"},
-	"cart:remove_item": {"own"},
-	"cart:clear": {"own"},
-	"order:create": {"own"},
-	"order:get": {"own"},
-	"order:list": {"own"},
-}
-
-# role -> action -> scopes at which the role may perform the action.
+# role -> action -> scopes at which the role may perform the action. Written out as one
+# constant (no object.union of the customer's grants into the tenant admin's), because the
+# policies are evaluated on every authorization: a literal costs less to build than a union.
 grants := {
-	"customer": customer_grants,
+	# A customer works on their own cart and their own orders.
+	"customer": {
+		"cart:get": {"own"},
+		"cart:add_item": {"own"},
+		"cart:remove_item": {"own"},
+		"cart:clear": {"own"},
+		"order:create": {"own"},
+		"order:get": {"own"},
+		"order:list": {"own"},
+	},
 	# A tenant admin shops like a customer and may also read every order of the tenant.
-	"tenant_admin": object.union(customer_grants, {
+	"tenant_admin": {
+		"cart:get": {"own"},
+		"cart:add_item": {"own"},
+		"cart:remove_item": {"own"},
+		"cart:clear": {"own"},
+		"order:create": {"own"},
 		"order:get": {"own", "tenant"},
 		"order:list": {"own", "tenant"},
-	}),
+	},
 	# Support reads carts and orders of every tenant to help customers, and never writes.
 	"support": {
 		"cart:get": {"any"},

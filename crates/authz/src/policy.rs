@@ -4,7 +4,10 @@
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 
+use regorus::languages::rego::compiler::Compiler;
+use regorus::rvm::{Program, RegoVM};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Diagnostic, PolicyError};
@@ -69,14 +72,63 @@ impl Outcome {
     }
 }
 
+/// Instructions one evaluation may execute in the bytecode VM before it gives up and the
+/// interpreter decides instead: far above regorus' default of 25,000, so that large policy sets
+/// are not cut short. The limit only stops a runaway program from holding a VM for long; reaching
+/// it never changes a decision, since the interpreter then decides.
+const VM_INSTRUCTION_LIMIT: usize = 10_000_000;
+
+/// Idle VMs kept for reuse; more than the tasks that evaluate at once is never needed.
+const VM_POOL_CAPACITY: usize = 64;
+
+/// The policies compiled to regorus' bytecode (RVM), with idle VMs that have the program
+/// loaded. A VM keeps its registers and caches between evaluations, so reusing one costs no
+/// set-up; each evaluation resets its state.
+struct Bytecode {
+    program: Arc<Program>,
+    idle: Mutex<Vec<RegoVM>>,
+}
+
+impl Bytecode {
+    fn vm(&self) -> RegoVM {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        idle.unwrap_or_else(|| {
+            let mut vm = RegoVM::new();
+            vm.load_program(Arc::clone(&self.program));
+            vm.set_max_instructions(VM_INSTRUCTION_LIMIT);
+            // A builtin's error is an error, as in the interpreter, rather than an undefined
+            // expression (the VM's default), so that it reaches the interpreter's fallback.
+            vm.set_strict_builtin_errors(true);
+            vm
+        })
+    }
+
+    fn give_back(&self, vm: RegoVM) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < VM_POOL_CAPACITY {
+            idle.push(vm);
+        }
+    }
+}
+
 /// Policies compiled once, evaluated many times.
 ///
-/// Evaluation takes `&self`, never recompiles (regorus' `CompiledPolicy` holds the analysed
-/// modules behind an `Arc`; each evaluation only creates a light interpreter over them), and a
-/// `PolicySet` is `Send + Sync`, so one set serves any number of tasks at once.
+/// Evaluation takes `&self` and never recompiles. The policies are compiled twice at load: to
+/// regorus' analysed form (`CompiledPolicy`, the tree interpreter) and from it to regorus'
+/// bytecode (RVM), which decides every request. The interpreter is the authority whenever the
+/// VM does not produce a defined value: an evaluation error (so that the reason names the file
+/// and line, as the interpreter reports it), an undefined decision, the VM's instruction limit,
+/// or a policy set the bytecode compiler does not support (then every evaluation uses the
+/// interpreter). A `PolicySet` is `Send + Sync`, so one set serves any number of tasks at once;
+/// clones share the compiled forms and the VMs.
 #[derive(Clone)]
 pub struct PolicySet {
     compiled: regorus::CompiledPolicy,
+    bytecode: Option<Arc<Bytecode>>,
     version: PolicyVersion,
     files: Vec<PathBuf>,
 }
@@ -193,6 +245,20 @@ impl PolicySet {
                     message: format!("entry point {ENTRYPOINT}: {}", diagnostic.message),
                 }
             })?;
+        let bytecode = match Compiler::compile_from_policy(&compiled, &[ENTRYPOINT]) {
+            Ok(program) => Some(Arc::new(Bytecode {
+                program,
+                idle: Mutex::new(Vec::new()),
+            })),
+            Err(error) => {
+                tracing::info!(
+                    %error,
+                    "the policies use a feature regorus' bytecode VM does not support; \
+                     evaluating them with the interpreter"
+                );
+                None
+            }
+        };
         let digest = hasher.finalize();
         let version = digest
             .iter()
@@ -201,6 +267,7 @@ impl PolicySet {
             .collect::<String>();
         Ok(Self {
             compiled,
+            bytecode,
             version: PolicyVersion(version),
             files: sources.into_iter().map(|source| source.path).collect(),
         })
@@ -222,19 +289,61 @@ impl PolicySet {
         self.outcome(request).into_decision()
     }
 
+    /// Evaluates `request` with the tree interpreter only, never the bytecode VM: the
+    /// reference the VM is tested against.
+    #[doc(hidden)]
+    pub fn evaluate_interpreted(&self, request: &AuthzRequest) -> Decision {
+        self.interpreted(request.to_value()).into_decision()
+    }
+
+    /// Whether the bytecode VM evaluates these policies (otherwise the interpreter does).
+    pub fn uses_bytecode(&self) -> bool {
+        self.bytecode.is_some()
+    }
+
     pub(crate) fn outcome(&self, request: &AuthzRequest) -> Outcome {
-        let input = match serde_json::to_value(request) {
-            Ok(json) => regorus::Value::from(json),
-            Err(error) => {
-                return Outcome::Failed(Decision::deny(format!(
-                    "cannot encode the request for the policies: {error}"
-                )));
+        let input = request.to_value();
+        let outcome = match &self.bytecode {
+            Some(bytecode) => {
+                let mut vm = bytecode.vm();
+                // `input` is reference-counted: the copy for the interpreter costs nothing.
+                vm.set_input(input.clone());
+                // The unwind guard: a defect inside regorus must end as a denial, not a crash.
+                // A VM that panicked may be in any state and is dropped, not reused.
+                match catch_unwind(AssertUnwindSafe(|| vm.execute())) {
+                    // An undefined decision is rare (policies define a default) and is where
+                    // the VM and the interpreter could differ (an error the VM swallowed):
+                    // the interpreter says which it is.
+                    Ok(Ok(value)) if value != regorus::Value::Undefined => {
+                        bytecode.give_back(vm);
+                        decision_from_value(&value)
+                    }
+                    Ok(_) => {
+                        bytecode.give_back(vm);
+                        self.interpreted(input)
+                    }
+                    Err(_) => self.interpreted(input),
+                }
             }
+            None => self.interpreted(input),
         };
+        if let Outcome::Failed(decision) = &outcome {
+            tracing::warn!(
+                version = %self.version,
+                action = %request.action,
+                reason = %decision.reason,
+                "policy evaluation failed; denying"
+            );
+        }
+        outcome
+    }
+
+    /// Evaluates with the tree interpreter, which reports errors with their file and line.
+    fn interpreted(&self, input: regorus::Value) -> Outcome {
         // regorus reports evaluation errors as values; the unwind guard is for the case where
         // a defect inside it panics instead, which must still end as a denial, not a crash.
         let evaluated = catch_unwind(AssertUnwindSafe(|| self.compiled.eval_with_input(input)));
-        let outcome = match evaluated {
+        match evaluated {
             Ok(Ok(value)) => decision_from_value(&value),
             Ok(Err(error)) => {
                 let diagnostic = Diagnostic::parse(&format!("{error:#}"));
@@ -248,16 +357,7 @@ impl PolicySet {
                 )))
             }
             Err(_) => Outcome::Failed(Decision::deny("policy evaluation panicked")),
-        };
-        if let Outcome::Failed(decision) = &outcome {
-            tracing::warn!(
-                version = %self.version,
-                action = %request.action,
-                reason = %decision.reason,
-                "policy evaluation failed; denying"
-            );
         }
-        outcome
     }
 }
 

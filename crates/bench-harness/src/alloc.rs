@@ -23,7 +23,7 @@
 //! Hence per-thread counters: each thread owns a slot (two counters on a cache line of their
 //! own) that only it writes, with a plain relaxed load and store instead of a locked
 //! read-modify-write, and [`counts`] sums the slots. See `examples/allocator_overhead.rs`; the
-//! measured numbers and the command are in `benches/README.md`.
+//! measured numbers and the command are in `docs/measurements/2026-11-22.md`.
 //!
 //! The sum is exact: no count is lost or held back in a batch. The only caveat is the usual one
 //! of relaxed memory: another thread's latest counts are guaranteed visible only after some

@@ -22,16 +22,14 @@ use std::hint::black_box;
 
 use crate::Group;
 
-/// Registers the three machine floors in `group` (`<domain>/floor/cpu_reference`,
+/// Registers the three machine floors in `group` (`<suite>/floor/cpu_reference`,
 /// `/memory_reference`, `/alloc_reference`), with `group`'s current settings.
 pub fn register(group: &mut Group<'_>) {
     let data = cpu_input();
     let walk = MemoryWalk::new();
-    group.bench_with_parameter("floor", "cpu_reference", |b| b.iter(|| cpu(&data)));
-    group.bench_with_parameter("floor", "memory_reference", |b| {
-        b.iter(|| walk.steps(STEPS))
-    });
-    group.bench_with_parameter("floor", "alloc_reference", |b| b.iter(alloc));
+    group.floor("cpu_reference", |b| b.iter(|| cpu(&data)));
+    group.floor("memory_reference", |b| b.iter(|| walk.steps(STEPS)));
+    group.floor("alloc_reference", |b| b.iter(alloc));
 }
 
 const CPU_BYTES: usize = 4096;

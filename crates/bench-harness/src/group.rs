@@ -1,28 +1,40 @@
 //! `Group` and `Bencher`: criterion's benchmark group and timing loops, with allocation counting
-//! around exactly the code criterion times.
+//! around exactly the code criterion times, an optional round-trip counting pass, and the
+//! slices of a paired run (see [`crate::serve`]).
 
 use std::fmt::Display;
 use std::future::Future;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench_format::protocol::Slice;
+use bench_format::{RoundTripsFile, ServerCounters};
 use criterion::async_executor::AsyncExecutor;
 use criterion::measurement::WallTime;
-use criterion::{BatchSize, BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 
-use crate::alloc::{AllocationCounts, counts};
-use crate::record::record;
-use crate::run::run_is_active;
+use crate::meter::{CounterSource, Meter};
+use crate::record::{record, record_round_trips};
+use crate::run::{run_is_active, serving};
 
-/// A benchmark group for one domain: every benchmark in it gets the id
-/// `<domain>/<operation>[/<parameter>]`, and its allocations are counted.
+/// Iterations of the round-trip counting pass that follows each benchmark's measurement. The
+/// counts are exact, so a few iterations suffice; each is bracketed by two reads of the
+/// servers' counters (about a millisecond each), outside any timing.
+pub const ROUND_TRIP_ITERATIONS: u64 = 10;
+
+/// A benchmark group for one suite: every benchmark in it gets the id
+/// `<suite>/<operation>[/<parameter>]`, and its allocations are counted.
 ///
 /// Only usable inside a run started by [`crate::main!`] (or [`crate::run_with`]): that is what
 /// writes the counts to disk, so a group outside of one panics instead of silently counting
 /// into the void.
 pub struct Group<'c> {
-    inner: BenchmarkGroup<'c, WallTime>,
-    domain: String,
+    /// `None` when serving a paired run: criterion measures nothing then.
+    inner: Option<BenchmarkGroup<'c, WallTime>>,
+    suite: String,
+    warm_up: Duration,
+    round_trips: Option<Arc<CounterSource>>,
 }
 
 /// Checks one segment of a benchmark id. Benchmark code is written once and run by us, so a bad
@@ -32,49 +44,60 @@ fn check_segment(kind: &str, segment: &str) {
     assert!(
         !segment.is_empty() && !segment.contains('/'),
         "benchmark {kind} {segment:?} must be non-empty and must not contain '/': ids are \
-         `<domain>/<operation>[/<parameter>]`"
+         `<suite>/<operation>[/<parameter>]`"
     );
 }
 
+/// Criterion's default warm-up time, which a group keeps unless it sets its own.
+const DEFAULT_WARM_UP: Duration = Duration::from_secs(3);
+
 impl<'c> Group<'c> {
-    /// Starts the group named `domain` (the first segment of its benchmarks' ids).
+    /// Starts the group named `suite` (the first segment of its benchmarks' ids).
     ///
     /// # Panics
     ///
-    /// If no harness run is active, or `domain` is empty or contains `/`.
-    pub fn new(criterion: &'c mut Criterion, domain: &str) -> Group<'c> {
+    /// If no harness run is active, or `suite` is empty or contains `/`.
+    pub fn new(criterion: &'c mut Criterion, suite: &str) -> Group<'c> {
         assert!(
             run_is_active(),
             "bench_harness::Group must be used inside `bench_harness::main!` (or `run_with`), \
              which installs the counting allocator and writes allocations.json"
         );
-        check_segment("domain", domain);
+        check_segment("suite", suite);
         Group {
-            inner: criterion.benchmark_group(domain),
-            domain: domain.to_owned(),
+            inner: (!serving()).then(|| criterion.benchmark_group(suite)),
+            suite: suite.to_owned(),
+            warm_up: DEFAULT_WARM_UP,
+            round_trips: None,
         }
     }
 
-    /// Benchmarks `<domain>/<operation>`.
-    pub fn bench<F>(&mut self, operation: &str, mut f: F) -> &mut Self
+    /// Counts the servers' round trips of every benchmark registered after this call:
+    /// `source` reads the servers' cumulative counters (a `provision::RoundTripCounter`, for
+    /// instance). After criterion's measurement each benchmark runs
+    /// [`ROUND_TRIP_ITERATIONS`] more iterations with the counters read around each of them,
+    /// and the differences go to `roundtrips.json` next to its results.
+    pub fn count_round_trips(
+        &mut self,
+        source: impl Fn() -> ServerCounters + Send + Sync + 'static,
+    ) -> &mut Self {
+        self.round_trips = Some(Arc::new(source));
+        self
+    }
+
+    /// Benchmarks `<suite>/<operation>`.
+    pub fn bench<F>(&mut self, operation: &str, f: F) -> &mut Self
     where
         F: FnMut(&mut Bencher<'_, '_>),
     {
         check_segment("operation", operation);
-        let id = format!("{}/{operation}", self.domain);
-        self.inner
-            .bench_function(operation, |b| f(&mut Bencher { inner: b, id: &id }));
-        self
+        let id = format!("{}/{operation}", self.suite);
+        self.measure(id, criterion::BenchmarkId::from_parameter(operation), f)
     }
 
-    /// Benchmarks `<domain>/<operation>/<parameter>`; the closure captures whatever input the
+    /// Benchmarks `<suite>/<operation>/<parameter>`; the closure captures whatever input the
     /// parameter stands for.
-    pub fn bench_with_parameter<P, F>(
-        &mut self,
-        operation: &str,
-        parameter: P,
-        mut f: F,
-    ) -> &mut Self
+    pub fn bench_with_parameter<P, F>(&mut self, operation: &str, parameter: P, f: F) -> &mut Self
     where
         P: Display,
         F: FnMut(&mut Bencher<'_, '_>),
@@ -82,67 +105,225 @@ impl<'c> Group<'c> {
         check_segment("operation", operation);
         let parameter = parameter.to_string();
         check_segment("parameter", &parameter);
-        let id = format!("{}/{operation}/{parameter}", self.domain);
-        self.inner
-            .bench_function(BenchmarkId::new(operation, &parameter), |b| {
-                f(&mut Bencher { inner: b, id: &id })
+        let id = format!("{}/{operation}/{parameter}", self.suite);
+        self.measure(id, criterion::BenchmarkId::new(operation, &parameter), f)
+    }
+
+    /// Registers the floor `<suite>/floor/<name>`: a reference benchmark that measures the
+    /// machine rather than the code (see [`crate::floors`] and the gate's `[[reference]]`
+    /// rules, which name floors by `name`).
+    pub fn floor<F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: FnMut(&mut Bencher<'_, '_>),
+    {
+        self.bench_with_parameter("floor", name, f)
+    }
+
+    fn measure<F>(
+        &mut self,
+        id: String,
+        criterion_id: criterion::BenchmarkId,
+        mut f: F,
+    ) -> &mut Self
+    where
+        F: FnMut(&mut Bencher<'_, '_>),
+    {
+        let Some(inner) = self.inner.as_mut() else {
+            crate::serve::benchmark(&id, self.warm_up, self.round_trips.as_deref(), &mut f);
+            return self;
+        };
+        // Criterion calls the closure only when it measures (or, in test mode, runs once); in
+        // list mode it does not call it at all.
+        let mut measured = false;
+        inner.bench_function(criterion_id, |b| {
+            measured = true;
+            f(&mut Bencher {
+                mode: Mode::Criterion(b),
+                id: &id,
             });
+        });
+        if let Some(source) = &self.round_trips
+            && measured
+            && !crate::support::test_mode()
+            && let Some(file) =
+                count_round_trips(&id, source.as_ref(), ROUND_TRIP_ITERATIONS, &mut f)
+        {
+            record_round_trips(&id, file);
+        }
         self
     }
 
     /// See [`BenchmarkGroup::sample_size`].
     pub fn sample_size(&mut self, n: usize) -> &mut Self {
-        self.inner.sample_size(n);
+        if let Some(inner) = &mut self.inner {
+            inner.sample_size(n);
+        }
         self
     }
 
-    /// See [`BenchmarkGroup::warm_up_time`].
+    /// See [`BenchmarkGroup::warm_up_time`]. A paired run takes it as a hint for its own
+    /// warm-up.
     pub fn warm_up_time(&mut self, duration: Duration) -> &mut Self {
-        self.inner.warm_up_time(duration);
+        self.warm_up = duration;
+        if let Some(inner) = &mut self.inner {
+            inner.warm_up_time(duration);
+        }
         self
     }
 
     /// See [`BenchmarkGroup::measurement_time`].
     pub fn measurement_time(&mut self, duration: Duration) -> &mut Self {
-        self.inner.measurement_time(duration);
+        if let Some(inner) = &mut self.inner {
+            inner.measurement_time(duration);
+        }
         self
     }
 
     /// See [`BenchmarkGroup::nresamples`].
     pub fn nresamples(&mut self, n: usize) -> &mut Self {
-        self.inner.nresamples(n);
+        if let Some(inner) = &mut self.inner {
+            inner.nresamples(n);
+        }
         self
     }
 
     /// See [`BenchmarkGroup::sampling_mode`].
     pub fn sampling_mode(&mut self, mode: SamplingMode) -> &mut Self {
-        self.inner.sampling_mode(mode);
+        if let Some(inner) = &mut self.inner {
+            inner.sampling_mode(mode);
+        }
         self
     }
 
     /// See [`BenchmarkGroup::throughput`].
     pub fn throughput(&mut self, throughput: Throughput) -> &mut Self {
-        self.inner.throughput(throughput);
+        if let Some(inner) = &mut self.inner {
+            inner.throughput(throughput);
+        }
         self
     }
 
     /// Ends the group (criterion prints its summary). Dropping the group does the same.
     pub fn finish(self) {
-        self.inner.finish();
+        if let Some(inner) = self.inner {
+            inner.finish();
+        }
     }
+}
+
+/// Runs `iterations` iterations of benchmark `f` with the servers' counters read around each
+/// measured part.
+pub(crate) fn count_round_trips<F>(
+    id: &str,
+    source: &CounterSource,
+    iterations: u64,
+    f: &mut F,
+) -> Option<RoundTripsFile>
+where
+    F: FnMut(&mut Bencher<'_, '_>),
+{
+    let mut out = None;
+    f(&mut Bencher {
+        mode: Mode::RoundTrips {
+            iterations,
+            source,
+            out: &mut out,
+        },
+        id,
+    });
+    out
+}
+
+/// Runs one slice of `iterations` iterations of benchmark `f`: `None` if `f` did not run a
+/// timing loop.
+pub(crate) fn slice<F>(id: &str, iterations: u64, f: &mut F) -> Option<Slice>
+where
+    F: FnMut(&mut Bencher<'_, '_>),
+{
+    let mut out = None;
+    let wall = Instant::now();
+    f(&mut Bencher {
+        mode: Mode::Slice {
+            iterations,
+            out: &mut out,
+        },
+        id,
+    });
+    let wall_nanos = duration_nanos(wall.elapsed());
+    out.map(|mut slice: Slice| {
+        slice.wall_nanos = wall_nanos;
+        slice
+    })
+}
+
+fn duration_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Who drives a [`Bencher`]'s loop, and where its measurement goes.
+enum Mode<'a, 'b> {
+    /// Criterion picks the iteration counts; allocations go to the run's records.
+    Criterion(&'a mut criterion::Bencher<'b, WallTime>),
+    /// One slice of a paired run.
+    Slice {
+        iterations: u64,
+        out: &'a mut Option<Slice>,
+    },
+    /// The round-trip counting pass.
+    RoundTrips {
+        iterations: u64,
+        source: &'a CounterSource,
+        out: &'a mut Option<RoundTripsFile>,
+    },
 }
 
 /// The timing loops of one benchmark. Each measures with criterion and counts the allocations of
 /// the measured code only (setup, teardown and criterion's own bookkeeping are left out).
 pub struct Bencher<'a, 'b> {
-    inner: &'a mut criterion::Bencher<'b, WallTime>,
+    mode: Mode<'a, 'b>,
     id: &'a str,
 }
 
 impl Bencher<'_, '_> {
-    /// The benchmark's id, `<domain>/<operation>[/<parameter>]`.
+    /// The benchmark's id, `<suite>/<operation>[/<parameter>]`.
     pub fn id(&self) -> &str {
         self.id
+    }
+
+    /// Runs `body(meter, iterations)` as the mode wants it: once per criterion sample, once for
+    /// a slice, once for the counting pass.
+    fn drive(&mut self, mut body: impl FnMut(&mut Meter<'_>, u64)) {
+        let id = self.id;
+        match &mut self.mode {
+            Mode::Criterion(b) => b.iter_custom(|iters| {
+                let mut meter = Meter::timed();
+                body(&mut meter, iters);
+                let (elapsed, allocations) = meter.timing();
+                record(id, iters, allocations);
+                elapsed
+            }),
+            Mode::Slice { iterations, out } => {
+                let mut meter = Meter::timed();
+                body(&mut meter, *iterations);
+                let (elapsed, allocations) = meter.timing();
+                **out = Some(Slice {
+                    iterations: *iterations,
+                    nanos: duration_nanos(elapsed),
+                    wall_nanos: 0,
+                    allocations: allocations.allocations,
+                    bytes: allocations.bytes,
+                });
+            }
+            Mode::RoundTrips {
+                iterations,
+                source,
+                out,
+            } => {
+                let mut meter = Meter::round_trips(*source);
+                body(&mut meter, *iterations);
+                **out = meter.into_round_trips();
+            }
+        }
     }
 
     /// Times `routine` (like [`criterion::Bencher::iter`]); its output is dropped inside the
@@ -151,16 +332,12 @@ impl Bencher<'_, '_> {
     where
         R: FnMut() -> O,
     {
-        let id = self.id;
-        self.inner.iter_custom(|iters| {
-            let before = counts();
-            let start = Instant::now();
+        self.drive(|meter, iters| {
+            meter.start();
             for _ in 0..iters {
                 black_box(routine());
             }
-            let elapsed = start.elapsed();
-            record(id, iters, counts() - before);
-            elapsed
+            meter.stop(iters);
         });
     }
 
@@ -173,18 +350,14 @@ impl Bencher<'_, '_> {
         R: FnMut() -> F,
         F: Future,
     {
-        let id = self.id;
-        self.inner.iter_custom(|iters| {
+        self.drive(|meter, iters| {
             executor.block_on(async {
-                let before = counts();
-                let start = Instant::now();
+                meter.start();
                 for _ in 0..iters {
                     black_box(routine().await);
                 }
-                let elapsed = start.elapsed();
-                record(id, iters, counts() - before);
-                elapsed
-            })
+                meter.stop(iters);
+            });
         });
     }
 
@@ -195,11 +368,8 @@ impl Bencher<'_, '_> {
         S: FnMut() -> I,
         R: FnMut(I) -> O,
     {
-        let id = self.id;
-        self.inner.iter_custom(|iters| {
+        self.drive(|meter, iters| {
             let per_batch = iters_per_batch(size, iters);
-            let mut elapsed = Duration::ZERO;
-            let mut allocated = AllocationCounts::default();
             let mut done = 0;
             while done < iters {
                 let batch = per_batch.min(iters - done);
@@ -207,18 +377,12 @@ impl Bencher<'_, '_> {
                 // outputs never allocates inside the measurement.
                 let inputs = black_box((0..batch).map(|_| setup()).collect::<Vec<_>>());
                 let mut outputs = Vec::with_capacity(inputs.len());
-                let before = counts();
-                let start = Instant::now();
+                meter.start();
                 outputs.extend(inputs.into_iter().map(&mut routine));
-                elapsed += start.elapsed();
-                let after = counts();
-                allocated.allocations += after.allocations.wrapping_sub(before.allocations);
-                allocated.bytes += after.bytes.wrapping_sub(before.bytes);
+                meter.stop(batch);
                 drop(black_box(outputs));
                 done += batch;
             }
-            record(id, iters, allocated);
-            elapsed
         });
     }
 
@@ -243,11 +407,8 @@ impl Bencher<'_, '_> {
         R: FnMut(I) -> F,
         F: Future<Output = O>,
     {
-        let id = self.id;
-        self.inner.iter_custom(|iters| {
+        self.drive(|meter, iters| {
             let per_batch = iters_per_batch(size, iters);
-            let mut elapsed = Duration::ZERO;
-            let mut allocated = AllocationCounts::default();
             let mut done = 0;
             while done < iters {
                 let batch = per_batch.min(iters - done);
@@ -255,40 +416,57 @@ impl Bencher<'_, '_> {
                 // Reserved before counting, so that keeping the outputs never allocates inside
                 // the measurement; they are dropped after it.
                 let mut outputs = Vec::with_capacity(inputs.len());
-                let (batch_elapsed, batch_counts) = executor.block_on(async {
-                    let before = counts();
-                    let start = Instant::now();
+                executor.block_on(async {
+                    meter.start();
                     for input in inputs {
                         outputs.push(routine(input).await);
                     }
-                    let batch_elapsed = start.elapsed();
-                    (batch_elapsed, counts() - before)
+                    meter.stop(batch);
                 });
-                elapsed += batch_elapsed;
-                allocated.allocations += batch_counts.allocations;
-                allocated.bytes += batch_counts.bytes;
                 drop(black_box(outputs));
                 done += batch;
             }
-            record(id, iters, allocated);
-            elapsed
         });
     }
 
     /// Lets `routine` time `iters` iterations itself (like [`criterion::Bencher::iter_custom`]),
     /// for concurrent batches: everything `routine` does while it runs is counted, on every
-    /// thread, so keep expensive setup outside it.
+    /// thread, so keep expensive setup outside it. The time it returns is what is measured.
     pub fn iter_custom<R>(&mut self, mut routine: R)
     where
         R: FnMut(u64) -> Duration,
     {
         let id = self.id;
-        self.inner.iter_custom(|iters| {
-            let before = counts();
-            let elapsed = routine(iters);
-            record(id, iters, counts() - before);
-            elapsed
-        });
+        match &mut self.mode {
+            // The routine's own clock is the measurement; the meter only counts.
+            Mode::Criterion(b) => b.iter_custom(|iters| {
+                let mut meter = Meter::timed();
+                meter.start();
+                let elapsed = routine(iters);
+                meter.stop(iters);
+                record(id, iters, meter.timing().1);
+                elapsed
+            }),
+            Mode::Slice { iterations, out } => {
+                let mut meter = Meter::timed();
+                meter.start();
+                let elapsed = routine(*iterations);
+                meter.stop(*iterations);
+                let allocations = meter.timing().1;
+                **out = Some(Slice {
+                    iterations: *iterations,
+                    nanos: duration_nanos(elapsed),
+                    wall_nanos: 0,
+                    allocations: allocations.allocations,
+                    bytes: allocations.bytes,
+                });
+            }
+            Mode::RoundTrips { .. } => self.drive(|meter, iters| {
+                meter.start();
+                routine(iters);
+                meter.stop(iters);
+            }),
+        }
     }
 }
 

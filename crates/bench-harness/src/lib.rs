@@ -1,4 +1,6 @@
-//! Shared criterion glue for every bench crate: ids, allocation counting and `allocations.json`.
+//! Shared criterion glue for every bench crate: ids, allocation and round-trip counting, the
+//! files next to criterion's results, serve mode for paired runs, and the support code every
+//! suite's set-up uses.
 //!
 //! A bench target (`[[bench]] harness = false`) looks like this:
 //!
@@ -28,28 +30,42 @@
 //! [`Group`] refuses to work outside of it, so the counts cannot be forgotten. The file holds
 //! totals over the counted iterations of the measured routine only:
 //! `{"iterations": N, "allocations": A, "bytes": B}` (see [`alloc`] for what is counted and
-//! `benches/README.md` for the whole results contract).
+//! `benches/README.md` for the whole results contract). A group that calls
+//! [`Group::count_round_trips`] also gets `roundtrips.json`: the PostgreSQL statements and Redis
+//! commands of [`ROUND_TRIP_ITERATIONS`] more iterations, from the servers' own counters.
+//!
+//! With `BENCH_HARNESS_SERVE=1` the same executable serves a paired run instead (see
+//! [`serve`](crate::serve) and `bench_format::protocol`): the gate measures it slice by slice,
+//! alternating with the executable of the base revision.
 
 pub mod alloc;
+mod batch;
 pub mod floors;
 mod group;
-pub mod latency;
+mod latency;
+mod meter;
 mod output;
 pub mod qos;
 mod record;
 mod run;
-
-use std::path::PathBuf;
+pub mod serve;
+mod support;
 
 pub use crate::alloc::{AllocationCounts, CountingAllocator, counts};
-pub use crate::group::{Bencher, Group};
-pub use crate::latency::{Latencies, test_mode};
+pub use crate::batch::{Batches, all_at_once, run_batches};
+pub use crate::group::{Bencher, Group, ROUND_TRIP_ITERATIONS};
+pub use crate::latency::{Latencies, Summary, measure_latencies};
+pub use crate::meter::CounterSource;
 pub use crate::output::{
-    AllocationsFile, WriteSummary, default_output_directory, remove_allocation_files,
-    write_allocation_files,
+    AllocationsFile, RoundTripsFile, WriteSummary, default_output_directory,
+    remove_allocation_files, write_allocation_files, write_round_trip_files,
 };
 pub use crate::record::{Totals, totals};
-pub use crate::run::{GroupFn, run, run_uncounted, run_with};
+pub use crate::run::{GroupFn, RunSummary, run, run_uncounted, run_with};
+pub use crate::support::{
+    WORKER_THREADS, block, ensure, fail, pass_size, quick_mode, runtime, test_mode,
+};
+pub use bench_format::ServerCounters;
 pub use criterion::{self, BatchSize, Criterion, SamplingMode, Throughput};
 
 // The unit tests count allocations, so their binary needs the counting allocator too.
@@ -66,24 +82,10 @@ pub enum Error {
          with `bench_harness::main!(...)`, which installs it"
     )]
     AllocatorNotInstalled,
-    /// A file or directory under criterion's output directory could not be read or written.
-    #[error("cannot access {}", path.display())]
-    Io {
-        /// The file or directory.
-        path: PathBuf,
-        /// What the operating system said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A criterion file is not the JSON we expect (or ours could not be serialised).
-    #[error("{} is not valid criterion JSON", path.display())]
-    Json {
-        /// The file.
-        path: PathBuf,
-        /// What the parser said.
-        #[source]
-        source: serde_json::Error,
-    },
+    /// A file under criterion's output directory could not be read or written, or is not what
+    /// it should be.
+    #[error(transparent)]
+    Format(#[from] bench_format::Error),
 }
 
 /// Whether this build of the harness counts allocations: `true` unless the `uncounted` feature

@@ -1,35 +1,28 @@
-//! Where criterion writes its results, and writing `allocations.json` next to them.
+//! Writing the harness's files next to criterion's results: `allocations.json` and
+//! `roundtrips.json` (their format is owned by `bench_format`).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use bench_format::criterion::{find_results, output_directory};
+use bench_format::files::{ALLOCATIONS_JSON, ROUNDTRIPS_JSON, write_json};
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
 use crate::record::Totals;
 
-/// Criterion's output directory, found the way criterion 0.8 finds it (`default_output_directory`
-/// in its `lib.rs`): `$CRITERION_HOME`, else `$CARGO_TARGET_DIR/criterion`, else the target
-/// directory from `cargo metadata` plus `criterion`, else `target/criterion` (relative to the
-/// working directory, which for `cargo bench` is the bench crate's directory).
+pub use bench_format::{AllocationsFile, RoundTripsFile};
+
+/// Criterion's output directory (`bench_format::criterion::output_directory`), with the target
+/// directory from `cargo metadata` when cargo started us, as criterion 0.8 finds it.
 ///
 /// [`crate::run`] hands the result to criterion explicitly, so the two can never disagree even
 /// if criterion changes its rules.
 pub fn default_output_directory() -> PathBuf {
-    if let Some(home) = std::env::var_os("CRITERION_HOME") {
-        return PathBuf::from(home);
-    }
-    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
-        return PathBuf::from(target).join("criterion");
-    }
-    cargo_metadata_target_directory()
-        .map(|target| target.join("criterion"))
-        .unwrap_or_else(|| PathBuf::from("target/criterion"))
+    output_directory(cargo_metadata_target_directory)
 }
 
 fn cargo_metadata_target_directory() -> Option<PathBuf> {
@@ -50,21 +43,10 @@ fn cargo_metadata_target_directory() -> Option<PathBuf> {
     Some(metadata.target_directory)
 }
 
-/// The contents of `allocations.json` (the contract is in `benches/README.md`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AllocationsFile {
-    /// Iterations of the measured routine that were counted.
-    pub iterations: u64,
-    /// Allocation requests (alloc, alloc_zeroed, realloc) over those iterations.
-    pub allocations: u64,
-    /// Bytes requested over those iterations.
-    pub bytes: u64,
-}
-
-/// What [`write_allocation_files`] did.
+/// What [`write_allocation_files`] or [`write_round_trip_files`] did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct WriteSummary {
-    /// The `allocations.json` files written.
+    /// The files written.
     pub written: Vec<PathBuf>,
     /// Benchmarks that were measured but whose criterion results were not found (criterion did
     /// not save them, e.g. with `--discard-baseline` or `--profile-time`).
@@ -83,44 +65,60 @@ pub fn write_allocation_files(
     run_started: SystemTime,
     records: &BTreeMap<String, Totals>,
 ) -> Result<WriteSummary, Error> {
-    let mut summary = WriteSummary::default();
-    let wanted: BTreeMap<&str, &Totals> = records
+    let files: BTreeMap<&str, AllocationsFile> = records
         .iter()
         .filter(|(_, totals)| totals.iterations > 0)
-        .map(|(id, totals)| (id.as_str(), totals))
-        .collect();
-    if wanted.is_empty() || !output_directory.exists() {
-        summary.unmatched = wanted.keys().map(|id| (*id).to_owned()).collect();
-        return Ok(summary);
-    }
-    let mut found = BTreeMap::new();
-    for (path, id) in fresh_results(output_directory, run_started)? {
-        if let Some(totals) = wanted.get(id.as_str()) {
+        .map(|(id, totals)| {
             let file = AllocationsFile {
                 iterations: totals.iterations,
                 allocations: totals.allocations,
                 bytes: totals.bytes,
             };
-            let target = path.with_file_name("allocations.json");
-            let mut json = serde_json::to_string_pretty(&file).map_err(|source| Error::Json {
-                path: target.clone(),
-                source,
-            })?;
-            json.push('\n');
-            fs::write(&target, json).map_err(|source| Error::Io {
-                path: target.clone(),
-                source,
-            })?;
-            found.insert(id, target);
+            (id.as_str(), file)
+        })
+        .collect();
+    write_next_to_results(output_directory, run_started, ALLOCATIONS_JSON, &files)
+}
+
+/// Writes `<dir>/new/roundtrips.json` next to the fresh results of the benchmarks in
+/// `records`, as [`write_allocation_files`] does for allocations.
+pub fn write_round_trip_files(
+    output_directory: &Path,
+    run_started: SystemTime,
+    records: &BTreeMap<String, RoundTripsFile>,
+) -> Result<WriteSummary, Error> {
+    let files: BTreeMap<&str, &RoundTripsFile> = records
+        .iter()
+        .filter(|(_, file)| file.iterations > 0)
+        .map(|(id, file)| (id.as_str(), file))
+        .collect();
+    write_next_to_results(output_directory, run_started, ROUNDTRIPS_JSON, &files)
+}
+
+fn write_next_to_results<T: Serialize>(
+    output_directory: &Path,
+    run_started: SystemTime,
+    name: &str,
+    files: &BTreeMap<&str, T>,
+) -> Result<WriteSummary, Error> {
+    let mut found = BTreeMap::new();
+    if !files.is_empty() {
+        for result in find_results(output_directory, Some(run_started))? {
+            if let Some(file) = files.get(result.id.as_str()) {
+                let target = result.dir.join(name);
+                write_json(&target, file)?;
+                found.insert(result.id.as_str().to_owned(), target);
+            }
         }
     }
-    summary.unmatched = wanted
-        .keys()
-        .filter(|id| !found.contains_key(**id))
-        .map(|id| (*id).to_owned())
-        .collect();
-    summary.written = found.into_values().collect();
-    Ok(summary)
+    Ok(WriteSummary {
+        unmatched: files
+            .keys()
+            .filter(|id| !found.contains_key(**id))
+            .map(|id| (*id).to_owned())
+            .collect(),
+        written: found.into_values().collect(),
+    })
 }
 
 /// Removes `<dir>/new/allocations.json` next to every `<dir>/new/benchmark.json` under
@@ -135,93 +133,27 @@ pub fn remove_allocation_files(
     run_started: SystemTime,
 ) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
-    if !output_directory.exists() {
-        return Ok(removed);
-    }
-    for (path, _) in fresh_results(output_directory, run_started)? {
-        let target = path.with_file_name("allocations.json");
-        match fs::remove_file(&target) {
+    for result in find_results(output_directory, Some(run_started))? {
+        let target = result.dir.join(ALLOCATIONS_JSON);
+        match std::fs::remove_file(&target) {
             Ok(()) => removed.push(target),
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(source) => {
-                return Err(Error::Io {
+                return Err(bench_format::Error::Io {
                     path: target,
                     source,
-                });
+                }
+                .into());
             }
         }
     }
     Ok(removed)
 }
 
-/// Every `new/benchmark.json` under `output_directory` modified since `run_started`, with its
-/// `full_id`.
-fn fresh_results(
-    output_directory: &Path,
-    run_started: SystemTime,
-) -> Result<Vec<(PathBuf, String)>, Error> {
-    // File systems with coarse timestamps round modification times down to the second, so
-    // compare against the start of the second the run started in.
-    let since = floor_to_second(run_started);
-    let mut results = Vec::new();
-    for entry in walkdir::WalkDir::new(output_directory) {
-        let entry = entry.map_err(|err| {
-            let path = err.path().unwrap_or(output_directory).to_owned();
-            Error::Io {
-                path,
-                source: io::Error::other(err),
-            }
-        })?;
-        let path = entry.path();
-        let in_new = path.parent().and_then(Path::file_name) == Some(OsStr::new("new"));
-        if entry.file_name() != "benchmark.json" || !in_new {
-            continue;
-        }
-        let modified = entry
-            .metadata()
-            .map_err(|err| Error::Io {
-                path: path.to_owned(),
-                source: io::Error::other(err),
-            })?
-            .modified()
-            .map_err(|source| Error::Io {
-                path: path.to_owned(),
-                source,
-            })?;
-        if modified < since {
-            continue;
-        }
-        results.push((path.to_owned(), read_full_id(path)?));
-    }
-    Ok(results)
-}
-
-fn read_full_id(path: &Path) -> Result<String, Error> {
-    #[derive(Deserialize)]
-    struct BenchmarkJson {
-        full_id: String,
-    }
-    let bytes = fs::read(path).map_err(|source| Error::Io {
-        path: path.to_owned(),
-        source,
-    })?;
-    let parsed: BenchmarkJson = serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-        path: path.to_owned(),
-        source,
-    })?;
-    Ok(parsed.full_id)
-}
-
-fn floor_to_second(time: SystemTime) -> SystemTime {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(since_epoch) => UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs()),
-        Err(_) => time,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
+    use std::fs::{self, File};
+    use std::time::Duration;
 
     use super::*;
 

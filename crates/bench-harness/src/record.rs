@@ -1,7 +1,10 @@
-//! Per-benchmark totals of the allocations made by measured routines, kept until the run ends.
+//! Per-benchmark totals of the allocations made by measured routines, and the round trips of
+//! their counting passes, kept until the run ends.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
+
+use bench_format::RoundTripsFile;
 
 use crate::alloc::AllocationCounts;
 
@@ -19,6 +22,21 @@ pub struct Totals {
 }
 
 static RECORDS: Mutex<BTreeMap<String, Totals>> = Mutex::new(BTreeMap::new());
+
+static ROUND_TRIPS: Mutex<BTreeMap<String, RoundTripsFile>> = Mutex::new(BTreeMap::new());
+
+/// Keeps the round trips counted for benchmark `id` until the run writes them.
+pub(crate) fn record_round_trips(id: &str, file: RoundTripsFile) {
+    ROUND_TRIPS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .insert(id.to_owned(), file);
+}
+
+/// Removes and returns the round trips recorded so far.
+pub(crate) fn take_round_trips() -> BTreeMap<String, RoundTripsFile> {
+    std::mem::take(&mut *ROUND_TRIPS.lock().unwrap_or_else(PoisonError::into_inner))
+}
 
 /// Adds one call of a benchmark's timing loop (`iterations` iterations that allocated `counts`).
 ///

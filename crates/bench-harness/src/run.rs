@@ -1,15 +1,18 @@
-//! Running benchmark groups and writing the allocation counts afterwards (what `main!` calls).
+//! Running benchmark groups and writing the allocation and round-trip counts afterwards (what
+//! `main!` calls), or serving them to a paired run.
 
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::SystemTime;
 
+use bench_format::protocol::{Event, SERVE_VAR};
 use criterion::Criterion;
 
 use crate::Error;
 use crate::output::{
     WriteSummary, default_output_directory, remove_allocation_files, write_allocation_files,
+    write_round_trip_files,
 };
 
 /// A benchmark group function, as criterion's `criterion_group!` would take it.
@@ -17,8 +20,21 @@ pub type GroupFn = dyn Fn(&mut Criterion);
 
 static ACTIVE_RUNS: AtomicUsize = AtomicUsize::new(0);
 
+static SERVING: AtomicBool = AtomicBool::new(false);
+
 pub(crate) fn run_is_active() -> bool {
     ACTIVE_RUNS.load(Ordering::SeqCst) > 0
+}
+
+/// Whether this process serves a paired run (see [`crate::serve`]) instead of running
+/// criterion.
+pub(crate) fn serving() -> bool {
+    SERVING.load(Ordering::SeqCst)
+}
+
+/// Whether the environment asks for serve mode.
+fn serve_requested() -> bool {
+    std::env::var(SERVE_VAR).is_ok_and(|value| value == "1")
 }
 
 /// Marks a run as active for as long as it lives, even if a benchmark panics.
@@ -45,6 +61,9 @@ impl Drop for ActiveRun {
 pub fn run(groups: &[&GroupFn]) -> ExitCode {
     // Held until `run` returns: every benchmark of the binary runs with CPUs that do not idle.
     let _latency = crate::qos::hold_zero_latency();
+    if serve_requested() {
+        return serve(groups);
+    }
     let output_directory = default_output_directory();
     let criterion = Criterion::default().configure_from_args();
     if !crate::COUNTING {
@@ -62,24 +81,49 @@ pub fn run(groups: &[&GroupFn]) -> ExitCode {
     }
     match run_with(criterion, &output_directory, groups) {
         Ok(summary) => {
-            for id in &summary.unmatched {
+            for id in &summary.allocations.unmatched {
                 eprintln!(
                     "bench-harness: warning: no results of this run found for {id} under {}; \
                      its allocation counts were not written",
                     output_directory.display()
                 );
             }
-            if !summary.written.is_empty() {
+            if !summary.allocations.written.is_empty() {
                 eprintln!(
                     "bench-harness: wrote allocations.json for {} benchmark(s) under {}",
-                    summary.written.len(),
+                    summary.allocations.written.len(),
                     output_directory.display()
+                );
+            }
+            if !summary.round_trips.written.is_empty() {
+                eprintln!(
+                    "bench-harness: wrote roundtrips.json for {} benchmark(s)",
+                    summary.round_trips.written.len()
                 );
             }
             ExitCode::SUCCESS
         }
         Err(err) => report(&err),
     }
+}
+
+/// Serve mode: every group runs its set-up, and each benchmark is measured as the controller
+/// on stdin asks (see [`crate::serve`]). Criterion measures nothing and no file is written.
+fn serve(groups: &[&GroupFn]) -> ExitCode {
+    if !crate::alloc::is_installed() && crate::COUNTING {
+        return report(&Error::AllocatorNotInstalled);
+    }
+    SERVING.store(true, Ordering::SeqCst);
+    crate::serve::hello();
+    let mut criterion = Criterion::default();
+    {
+        let _active = ActiveRun::enter();
+        for group in groups {
+            group(&mut criterion);
+        }
+    }
+    crate::serve::send(&Event::Finished);
+    ExitCode::SUCCESS
 }
 
 fn report(err: &Error) -> ExitCode {
@@ -92,13 +136,23 @@ fn report(err: &Error) -> ExitCode {
     ExitCode::FAILURE
 }
 
+/// What [`run_with`] wrote.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The `allocations.json` files.
+    pub allocations: WriteSummary,
+    /// The `roundtrips.json` files (of groups that count round trips).
+    pub round_trips: WriteSummary,
+}
+
 /// Runs `groups` on `criterion` with its results in `output_directory`, then writes the
-/// allocation counts. [`run`] is this plus command-line parsing; tests call it directly.
+/// allocation and round-trip counts. [`run`] is this plus command-line parsing; tests call it
+/// directly.
 pub fn run_with(
     criterion: Criterion,
     output_directory: &Path,
     groups: &[&GroupFn],
-) -> Result<WriteSummary, Error> {
+) -> Result<RunSummary, Error> {
     if !crate::alloc::is_installed() {
         return Err(Error::AllocatorNotInstalled);
     }
@@ -111,7 +165,14 @@ pub fn run_with(
         }
     }
     criterion.final_summary();
-    write_allocation_files(output_directory, started, &crate::record::take())
+    Ok(RunSummary {
+        allocations: write_allocation_files(output_directory, started, &crate::record::take())?,
+        round_trips: write_round_trip_files(
+            output_directory,
+            started,
+            &crate::record::take_round_trips(),
+        )?,
+    })
 }
 
 /// Runs `groups` on `criterion` with its results in `output_directory` without relying on the
@@ -138,5 +199,11 @@ pub fn run_uncounted(
     criterion.final_summary();
     // The records are of no use without counting; drop them so that memory does not hold them.
     drop(crate::record::take());
+    // Round trips do not depend on the allocator: they are written as in a counted run.
+    write_round_trip_files(
+        output_directory,
+        started,
+        &crate::record::take_round_trips(),
+    )?;
     remove_allocation_files(output_directory, started)
 }

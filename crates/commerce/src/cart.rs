@@ -1,13 +1,16 @@
-//! Cart operations. Every write runs in one transaction that first bumps the cart's version
-//! (taking the cart row's lock, the first lock of every cart or order transaction, so they cannot
-//! deadlock), then invalidates the cached cart after the commit. Reads go through the Redis cache.
+//! Cart operations. Every write is one call of a server-side function (migration `0005`), one
+//! round trip, whose transaction first bumps the cart's version (taking the cart row's lock, the
+//! first lock of every cart or order write, so they cannot deadlock); the cached cart is
+//! invalidated after the commit. Reads go through the Redis cache.
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 
 use crate::Error;
 use crate::cache::{CacheStats, CartCache};
+use crate::db::{Breaker, Operation, Replay, retry_stale};
 use crate::ids::{ProductId, TenantId, UserId};
+use crate::metrics::Metrics;
 
 /// A validated quantity: 1..=99.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -73,7 +76,7 @@ impl Cart {
             .try_fold(0_i64, |total, line| {
                 total.checked_add(line.line_total_cents()?)
             })
-            .ok_or_else(|| Error::Internal("cart total overflows".to_owned()))?;
+            .ok_or(Error::TotalOverflow)?;
         Ok(Cart {
             version,
             items,
@@ -87,11 +90,37 @@ impl Cart {
 pub struct Carts {
     pool: PgPool,
     cache: CartCache,
+    breaker: Breaker,
+    metrics: Option<Metrics>,
 }
 
 impl Carts {
+    /// The service over `pool`, with a circuit breaker of its own.
     pub fn new(pool: PgPool, cache: CartCache) -> Self {
-        Self { pool, cache }
+        let breaker = Breaker::new(&pool);
+        Self::with_breaker(pool, cache, breaker)
+    }
+
+    /// The service over `pool`, sharing `breaker` (see [`crate::db`]) with the other services of
+    /// the pool.
+    pub fn with_breaker(pool: PgPool, cache: CartCache, breaker: Breaker) -> Self {
+        Self {
+            pool,
+            cache,
+            breaker,
+            metrics: None,
+        }
+    }
+
+    /// The service recording its statements and operations in `metrics` (none: nothing is
+    /// recorded or timed).
+    pub fn with_metrics(self, metrics: Option<Metrics>) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// The circuit breaker in front of the database.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -116,44 +145,38 @@ impl Carts {
         product: ProductId,
         quantity: Quantity,
     ) -> Result<Cart, Error> {
-        let mut tx = self.pool.begin().await?;
-        let active: Option<bool> =
-            sqlx::query_scalar("SELECT active FROM products WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(product)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match active {
-            None => return Err(Error::NotFound("product")),
-            Some(false) => return Err(Error::ProductInactive(product)),
-            Some(true) => {}
-        }
-        let version: i64 = sqlx::query_scalar(
-            "INSERT INTO carts (tenant_id, user_id) VALUES ($1, $2)
-             ON CONFLICT (tenant_id, user_id) DO UPDATE SET version = carts.version + 1
-             RETURNING version",
-        )
-        .bind(tenant)
-        .bind(user)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO cart_items (tenant_id, user_id, product_id, quantity)
-             VALUES ($1, $2, $3, $4)
-             ON CONFLICT (tenant_id, user_id, product_id)
-             DO UPDATE SET quantity = LEAST(cart_items.quantity + EXCLUDED.quantity, $5)",
-        )
-        .bind(tenant)
-        .bind(user)
-        .bind(product)
-        .bind(i32::from(quantity.0))
-        .bind(Quantity::MAX as i32)
-        .execute(&mut *tx)
-        .await?;
-        let cart = load(&mut *tx, tenant, user).await?;
-        tx.commit().await?;
-        self.cache.invalidate(tenant, user, version).await;
-        Ok(cart)
+        self.breaker
+            .guard(async {
+                let rows: Vec<WrittenRow> = retry_stale(
+                    &self.pool,
+                    self.metrics.as_ref(),
+                    Operation::AddItem,
+                    Replay::Write,
+                    |mut connection| async move {
+                        sqlx::query_as("SELECT * FROM commerce_add_item($1, $2, $3, $4, $5)")
+                            .bind(tenant)
+                            .bind(user)
+                            .bind(product)
+                            .bind(i32::from(quantity.0))
+                            .bind(Quantity::MAX as i32)
+                            .fetch_all(&mut *connection)
+                            .await
+                    },
+                )
+                .await
+                .map_err(priced)?;
+                let cart = written(rows, |outcome| match outcome {
+                    "product_not_found" => Some(Error::NotFound("product")),
+                    "product_inactive" => Some(Error::ProductInactive(product)),
+                    _ => None,
+                })?;
+                self.cache.invalidate(tenant, user, cart.version).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.cart_item_added();
+                }
+                Ok(cart)
+            })
+            .await
     }
 
     /// Removes `product` from the cart; [`Error::NotFound`] if it is not in the cart.
@@ -163,81 +186,132 @@ impl Carts {
         user: UserId,
         product: ProductId,
     ) -> Result<Cart, Error> {
-        let mut tx = self.pool.begin().await?;
-        let Some(version) = bump_version(&mut tx, tenant, user).await? else {
-            return Err(Error::NotFound("cart item"));
-        };
-        let removed = sqlx::query(
-            "DELETE FROM cart_items WHERE tenant_id = $1 AND user_id = $2 AND product_id = $3",
-        )
-        .bind(tenant)
-        .bind(user)
-        .bind(product)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if removed == 0 {
-            // Dropping the transaction rolls the version bump back.
-            return Err(Error::NotFound("cart item"));
-        }
-        let cart = load(&mut *tx, tenant, user).await?;
-        tx.commit().await?;
-        self.cache.invalidate(tenant, user, version).await;
-        Ok(cart)
+        self.breaker
+            .guard(async {
+                let rows: Vec<WrittenRow> = retry_stale(
+                    &self.pool,
+                    self.metrics.as_ref(),
+                    Operation::RemoveItem,
+                    Replay::Write,
+                    |mut connection| async move {
+                        sqlx::query_as("SELECT * FROM commerce_remove_item($1, $2, $3)")
+                            .bind(tenant)
+                            .bind(user)
+                            .bind(product)
+                            .fetch_all(&mut *connection)
+                            .await
+                    },
+                )
+                .await
+                .map_err(priced)?;
+                let cart = written(rows, |outcome| {
+                    (outcome == "not_found").then_some(Error::NotFound("cart item"))
+                })?;
+                self.cache.invalidate(tenant, user, cart.version).await;
+                if let Some(metrics) = &self.metrics {
+                    metrics.cart_item_removed();
+                }
+                Ok(cart)
+            })
+            .await
     }
 
     /// Returns the cart, from the cache when it holds the current version, else from PostgreSQL
     /// (and then fills the cache).
     pub async fn get_cart(&self, tenant: TenantId, user: UserId) -> Result<Cart, Error> {
+        // A cached cart needs no database, so the breaker is only in front of the load.
         if let Some(cart) = self.cache.get(tenant, user).await {
             return Ok(cart);
         }
-        let cart = load(&self.pool, tenant, user).await?;
+        let cart = self
+            .breaker
+            .guard(load(&self.pool, self.metrics.as_ref(), tenant, user))
+            .await?;
         self.cache.fill(tenant, user, &cart).await;
         Ok(cart)
     }
 
     /// Removes every item from the cart and returns the (empty) cart.
     pub async fn clear_cart(&self, tenant: TenantId, user: UserId) -> Result<Cart, Error> {
-        let mut tx = self.pool.begin().await?;
-        let Some(version) = bump_version(&mut tx, tenant, user).await? else {
-            // The cart was never written, so it is empty and nothing is cached for a newer version.
-            return Ok(Cart::default());
-        };
-        sqlx::query("DELETE FROM cart_items WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        self.cache.invalidate(tenant, user, version).await;
-        Ok(Cart {
-            version,
-            ..Cart::default()
-        })
+        self.breaker
+            .guard(async {
+                let version: Option<i64> = retry_stale(
+                    &self.pool,
+                    self.metrics.as_ref(),
+                    Operation::ClearCart,
+                    Replay::Write,
+                    |mut connection| async move {
+                        sqlx::query_scalar("SELECT commerce_clear_cart($1, $2)")
+                            .bind(tenant)
+                            .bind(user)
+                            .fetch_one(&mut *connection)
+                            .await
+                    },
+                )
+                .await?;
+                // No version: the cart was never written, so it is empty and nothing is cached
+                // for a newer version.
+                if let Some(version) = version {
+                    self.cache.invalidate(tenant, user, version).await;
+                }
+                Ok(Cart {
+                    version: version.unwrap_or(0),
+                    ..Cart::default()
+                })
+            })
+            .await
     }
 }
 
-/// Increments the version of an existing cart, locking its row; `None` if there is no cart.
-pub(crate) async fn bump_version(
-    tx: &mut sqlx::PgConnection,
-    tenant: TenantId,
-    user: UserId,
-) -> Result<Option<i64>, Error> {
-    let version = sqlx::query_scalar(
-        "UPDATE carts SET version = version + 1 WHERE tenant_id = $1 AND user_id = $2
-         RETURNING version",
-    )
-    .bind(tenant)
-    .bind(user)
-    .fetch_optional(tx)
-    .await?;
-    Ok(version)
+/// A statement that reports a total that does not fit in a bigint (SQLSTATE 22003, raised by the
+/// write functions while they price the cart, which rolls the write back) failed because of the
+/// caller's cart: [`Error::TotalOverflow`].
+pub(crate) fn priced(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.code().as_deref() == Some("22003") => Error::TotalOverflow,
+        _ => Error::from(error),
+    }
+}
+
+/// A row of `commerce_add_item` or `commerce_remove_item`: the outcome, then the cart's rows as
+/// `commerce_cart_rows` returns them.
+#[derive(sqlx::FromRow)]
+struct WrittenRow {
+    outcome: String,
+    total_cents: Option<i64>,
+    #[sqlx(flatten)]
+    row: CartRow,
+}
+
+/// The cart a write function returned, or the error its outcome names (`refused` maps every
+/// outcome but `ok`).
+fn written(rows: Vec<WrittenRow>, refused: impl Fn(&str) -> Option<Error>) -> Result<Cart, Error> {
+    let Some(first) = rows.first() else {
+        return Err(Error::Internal("a cart write returned no rows".to_owned()));
+    };
+    if first.outcome != "ok" {
+        return Err(refused(&first.outcome).unwrap_or_else(|| {
+            Error::Internal(format!("unknown cart write outcome {:?}", first.outcome))
+        }));
+    }
+    let total_cents = first.total_cents;
+    let cart = cart_from_rows(rows.into_iter().map(|written| written.row).collect())?;
+    // Both sums are exact; they can only differ if the rows are not what the function says.
+    if let Some(total) = total_cents
+        && total != cart.total_cents
+    {
+        return Err(Error::Internal(format!(
+            "cart total {total} from the database, {} from its lines",
+            cart.total_cents
+        )));
+    }
+    Ok(cart)
 }
 
 #[derive(sqlx::FromRow)]
 struct CartRow {
-    version: i64,
+    /// NULL only in the rows of a write function's refusal.
+    version: Option<i64>,
     product_id: Option<ProductId>,
     sku: Option<String>,
     name: Option<String>,
@@ -248,29 +322,44 @@ struct CartRow {
 
 /// Reads a cart and its lines in one statement, so the version and the lines come from the same
 /// snapshot (the cache relies on a cart being labelled with the version it was read at).
-async fn load<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
+async fn load(
+    pool: &PgPool,
+    metrics: Option<&Metrics>,
     tenant: TenantId,
     user: UserId,
 ) -> Result<Cart, Error> {
-    let rows: Vec<CartRow> = sqlx::query_as(
-        "SELECT c.version, i.product_id, p.sku, p.name, p.price_cents, i.quantity, p.active
-         FROM carts c
-         LEFT JOIN cart_items i ON i.tenant_id = c.tenant_id AND i.user_id = c.user_id
-         LEFT JOIN products p ON p.tenant_id = i.tenant_id AND p.id = i.product_id
-         WHERE c.tenant_id = $1 AND c.user_id = $2
-         ORDER BY i.product_id",
+    let rows: Vec<CartRow> = retry_stale(
+        pool,
+        metrics,
+        Operation::LoadCart,
+        Replay::Read,
+        |mut connection| async move {
+            sqlx::query_as(
+                "SELECT c.version, i.product_id, p.sku, p.name, p.price_cents, i.quantity, p.active
+                 FROM carts c
+                 LEFT JOIN cart_items i ON i.tenant_id = c.tenant_id AND i.user_id = c.user_id
+                 LEFT JOIN products p ON p.tenant_id = i.tenant_id AND p.id = i.product_id
+                 WHERE c.tenant_id = $1 AND c.user_id = $2
+                 ORDER BY i.product_id",
+            )
+            .bind(tenant)
+            .bind(user)
+            .fetch_all(&mut *connection)
+            .await
+        },
     )
-    .bind(tenant)
-    .bind(user)
-    .fetch_all(executor)
     .await?;
-    let Some(version) = rows.first().map(|row| row.version) else {
+    cart_from_rows(rows)
+}
+
+/// The cart in `rows`: no rows for a user who never had a cart, one row with NULL item columns
+/// for an empty cart, else a row per line.
+fn cart_from_rows(rows: Vec<CartRow>) -> Result<Cart, Error> {
+    let Some(version) = rows.first().and_then(|row| row.version) else {
         return Ok(Cart::default());
     };
     let mut items = Vec::with_capacity(rows.len());
     for row in rows {
-        // A cart without items yields one row whose item columns are all NULL.
         let Some(product_id) = row.product_id else {
             continue;
         };

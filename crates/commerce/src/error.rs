@@ -26,14 +26,23 @@ pub enum Error {
     #[error("the cart is empty")]
     EmptyCart,
 
-    /// The idempotency key already names an order of another user of the tenant.
-    #[error("the idempotency key is already used by another order")]
-    IdempotencyKeyReused,
+    /// The cart's total (the sum of price × quantity of its lines) does not fit in 64 bits of
+    /// cents, so it cannot be priced or ordered until lines are removed.
+    #[error(
+        "the cart cannot be priced: its total exceeds {} cents; remove items",
+        i64::MAX
+    )]
+    TotalOverflow,
 
     /// The database cannot be reached (pool timeout, closed pool, broken connection, server
     /// shutting down). The operation may be retried later.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+
+    /// The database was found unreachable recently and has not answered since: the call was
+    /// refused without trying (see [`crate::db::Breaker`]). It may be retried later.
+    #[error("database unavailable")]
+    DatabaseDown,
 
     /// A transaction lost a serialization or deadlock conflict; retrying it may succeed.
     #[error("transaction conflict")]
@@ -43,7 +52,7 @@ pub enum Error {
     #[error("database error")]
     Database(#[source] sqlx::Error),
 
-    /// An invariant does not hold (corrupt data, an overflowing total); never the caller's fault.
+    /// An invariant does not hold (corrupt data); never the caller's fault.
     #[error("{0}")]
     Internal(String),
 }

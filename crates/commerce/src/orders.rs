@@ -1,14 +1,17 @@
-//! Orders: creating one from the cart in one transaction, reading one, and listing them newest
-//! first with keyset pagination.
+//! Orders: creating one from the cart in one statement (a server-side function, one
+//! transaction), reading one in one statement, and listing them newest first with keyset
+//! pagination.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike as _, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::Error;
 use crate::cache::CartCache;
-use crate::cart::bump_version;
+use crate::cart::priced;
+use crate::db::{Breaker, Operation, Replay, retry_stale};
 use crate::ids::{OrderId, ProductId, TenantId, UserId, truncate};
+use crate::metrics::Metrics;
 
 /// Where an order is in its life. Only placing exists so far; the rest arrives with the
 /// operations that change it (the database check constraint lists the same set).
@@ -19,6 +22,9 @@ pub enum OrderStatus {
 }
 
 impl OrderStatus {
+    /// Every status.
+    pub const ALL: [OrderStatus; 1] = [OrderStatus::Placed];
+
     pub fn as_str(self) -> &'static str {
         match self {
             OrderStatus::Placed => "placed",
@@ -114,6 +120,9 @@ pub struct PageToken {
 
 impl PageToken {
     const LEN: usize = 16 + 32;
+    /// The years a token's time may fall in: any order this service can have created.
+    const OLDEST: i32 = 1;
+    const NEWEST: i32 = 9999;
 
     fn after(order: &OrderSummary) -> Self {
         PageToken {
@@ -136,6 +145,12 @@ impl PageToken {
         }
         let micros = u64::from_str_radix(&text[..16], 16).map_err(|_| invalid())? as i64;
         let created_at = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+        // Tokens come from real creation times. A well-formed one far outside PostgreSQL's
+        // `timestamptz` range (4713 BC to 294276 AD) would reach the database and fail there as
+        // an internal error; the caller's mistake is an invalid argument.
+        if !(Self::OLDEST..=Self::NEWEST).contains(&created_at.year()) {
+            return Err(invalid());
+        }
         let id = Uuid::try_parse(&text[16..]).map_err(|_| invalid())?;
         Ok(PageToken {
             created_at,
@@ -187,38 +202,45 @@ impl IdempotencyKey {
 pub struct Orders {
     pool: PgPool,
     cache: CartCache,
-}
-
-#[derive(sqlx::FromRow)]
-struct LockedLine {
-    product_id: ProductId,
-    quantity: i32,
-    sku: String,
-    name: String,
-    price_cents: i64,
-    stock: i32,
-    active: bool,
-}
-
-#[derive(sqlx::FromRow)]
-struct ItemRow {
-    product_id: ProductId,
-    sku: String,
-    name: String,
-    unit_price_cents: i64,
-    quantity: i32,
+    breaker: Breaker,
+    metrics: Option<Metrics>,
 }
 
 impl Orders {
+    /// The service over `pool`, with a circuit breaker of its own.
     pub fn new(pool: PgPool, cache: CartCache) -> Self {
-        Self { pool, cache }
+        let breaker = Breaker::new(&pool);
+        Self::with_breaker(pool, cache, breaker)
+    }
+
+    /// The service over `pool`, sharing `breaker` (see [`crate::db`]) with the other services of
+    /// the pool.
+    pub fn with_breaker(pool: PgPool, cache: CartCache, breaker: Breaker) -> Self {
+        Self {
+            pool,
+            cache,
+            breaker,
+            metrics: None,
+        }
+    }
+
+    /// The service recording its statements and orders in `metrics` (none: nothing is recorded
+    /// or timed).
+    pub fn with_metrics(self, metrics: Option<Metrics>) -> Self {
+        Self { metrics, ..self }
+    }
+
+    /// The circuit breaker in front of the database.
+    pub fn breaker(&self) -> &Breaker {
+        &self.breaker
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 
-    /// Turns the user's cart into an order, in one transaction that takes its locks in a fixed
+    /// Turns the user's cart into an order, in one statement (the server-side function
+    /// `commerce_create_order` of migration `0005`) whose transaction takes its locks in a fixed
     /// order (the cart row, then the cart's products by id) so concurrent orders cannot deadlock.
     /// It checks and decrements stock, snapshots prices and empties the cart; on any error
     /// nothing changes. With an idempotency key, a retry returns the order the first attempt
@@ -229,214 +251,115 @@ impl Orders {
         user: UserId,
         idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<Order, Error> {
-        let mut tx = self.pool.begin().await?;
-        // Serializes this user's concurrent orders (and cart writes): a retry that raced its
-        // original waits here and then finds the original's order by its key.
-        let cart: Option<i64> = sqlx::query_scalar(
-            "SELECT version FROM carts WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
-        )
-        .bind(tenant)
-        .bind(user)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(key) = idempotency_key
-            && let Some(id) = order_for_key(&mut *tx, tenant, key).await?
-        {
-            drop(tx);
-            return self.replay(tenant, user, id).await;
+        let created = self
+            .breaker
+            .guard(async {
+                let id = OrderId::new_random();
+                let key = idempotency_key.map(IdempotencyKey::as_str);
+                let rows: Vec<CreatedRow> = retry_stale(
+                    &self.pool,
+                    self.metrics.as_ref(),
+                    Operation::CreateOrder,
+                    Replay::Write,
+                    |mut connection| async move {
+                        sqlx::query_as("SELECT * FROM commerce_create_order($1, $2, $3, $4)")
+                            .bind(tenant)
+                            .bind(user)
+                            .bind(id)
+                            .bind(key)
+                            .fetch_all(&mut *connection)
+                            .await
+                    },
+                )
+                .await
+                .map_err(priced)?;
+                let Some(first) = rows.first() else {
+                    return Err(Error::Internal(
+                        "creating an order returned no rows".to_owned(),
+                    ));
+                };
+                let replayed = match first.outcome.as_str() {
+                    "ok" => false,
+                    "replayed" => true,
+                    "empty_cart" => return Err(Error::EmptyCart),
+                    "product_inactive" => {
+                        let problems = first.problem_ids.as_deref().unwrap_or_default();
+                        let product = problems.first().copied().ok_or_else(|| {
+                            Error::Internal("an inactive product without its id".to_owned())
+                        })?;
+                        return Err(Error::ProductInactive(ProductId(product)));
+                    }
+                    "out_of_stock" => {
+                        let problems = first.problem_ids.as_deref().unwrap_or_default();
+                        let products = problems.iter().copied().map(ProductId).collect();
+                        return Err(Error::OutOfStock(products));
+                    }
+                    other => {
+                        return Err(Error::Internal(format!("unknown order outcome {other:?}")));
+                    }
+                };
+                let cart_version = first.cart_version;
+                let order = order_from_rows(tenant, user, rows.into_iter().map(|row| row.row))?;
+                // A replay changed nothing; a new order emptied the cart.
+                if let Some(version) = cart_version {
+                    self.cache.invalidate(tenant, user, version).await;
+                }
+                Ok((order, replayed))
+            })
+            .await;
+        if let Some(metrics) = &self.metrics {
+            match &created {
+                Ok((order, false)) => metrics.order_created(order),
+                Ok((_, true)) => {}
+                Err(error) => metrics.order_failed(error),
+            }
         }
-        if cart.is_none() {
-            return Err(Error::EmptyCart);
-        }
-
-        // `FOR NO KEY UPDATE` is the lock the stock UPDATE takes anyway; unlike `FOR UPDATE` it
-        // does not block the key-share locks of concurrent cart inserts referencing the product.
-        // ORDER BY runs before the locking, so the rows are locked in id order.
-        let lines: Vec<LockedLine> = sqlx::query_as(
-            "SELECT i.product_id, i.quantity, p.sku, p.name, p.price_cents, p.stock, p.active
-             FROM cart_items i
-             JOIN products p ON p.tenant_id = i.tenant_id AND p.id = i.product_id
-             WHERE i.tenant_id = $1 AND i.user_id = $2
-             ORDER BY p.id
-             FOR NO KEY UPDATE OF p",
-        )
-        .bind(tenant)
-        .bind(user)
-        .fetch_all(&mut *tx)
-        .await?;
-        if lines.is_empty() {
-            return Err(Error::EmptyCart);
-        }
-        if let Some(line) = lines.iter().find(|line| !line.active) {
-            return Err(Error::ProductInactive(line.product_id));
-        }
-        let short: Vec<ProductId> = lines
-            .iter()
-            .filter(|line| line.stock < line.quantity)
-            .map(|line| line.product_id)
-            .collect();
-        if !short.is_empty() {
-            return Err(Error::OutOfStock(short));
-        }
-        let mut total_cents = 0_i64;
-        let mut items = Vec::with_capacity(lines.len());
-        for line in lines {
-            let quantity = u32::try_from(line.quantity).map_err(|_| {
-                Error::Internal(format!("cart quantity {} is negative", line.quantity))
-            })?;
-            total_cents = line
-                .price_cents
-                .checked_mul(i64::from(quantity))
-                .and_then(|line_total| total_cents.checked_add(line_total))
-                .ok_or_else(|| Error::Internal("order total overflows".to_owned()))?;
-            items.push(OrderLine {
-                product_id: line.product_id,
-                sku: line.sku,
-                name: line.name,
-                unit_price_cents: line.price_cents,
-                quantity,
-            });
-        }
-        let product_ids: Vec<Uuid> = items.iter().map(|item| item.product_id.0).collect();
-        let quantities: Vec<i32> = items.iter().map(|item| item.quantity as i32).collect();
-
-        sqlx::query(
-            "UPDATE products p SET stock = p.stock - x.quantity
-             FROM UNNEST($2::uuid[], $3::int4[]) AS x(id, quantity)
-             WHERE p.tenant_id = $1 AND p.id = x.id",
-        )
-        .bind(tenant)
-        .bind(&product_ids)
-        .bind(&quantities)
-        .execute(&mut *tx)
-        .await?;
-
-        let id = OrderId::new_random();
-        let created_at: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "INSERT INTO orders (tenant_id, id, user_id, status, total_cents, idempotency_key)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-             RETURNING created_at",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(user)
-        .bind(OrderStatus::Placed.as_str())
-        .bind(total_cents)
-        .bind(idempotency_key.map(IdempotencyKey::as_str))
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(created_at) = created_at else {
-            // Another user of the tenant committed an order with this key after our check (the
-            // same user cannot: the cart lock orders them). Roll back, stock included.
-            drop(tx);
-            let key = idempotency_key
-                .ok_or_else(|| Error::Internal("order insert conflicted without a key".into()))?;
-            let winner = order_for_key(&self.pool, tenant, key)
-                .await?
-                .ok_or_else(|| Error::Internal("conflicting idempotency key vanished".into()))?;
-            return self.replay(tenant, user, winner).await;
-        };
-
-        let skus: Vec<&str> = items.iter().map(|item| item.sku.as_str()).collect();
-        let names: Vec<&str> = items.iter().map(|item| item.name.as_str()).collect();
-        let prices: Vec<i64> = items.iter().map(|item| item.unit_price_cents).collect();
-        sqlx::query(
-            "INSERT INTO order_items
-                 (tenant_id, order_id, product_id, sku, name, unit_price_cents, quantity)
-             SELECT $1, $2, x.* FROM UNNEST($3::uuid[], $4::text[], $5::text[], $6::int8[], $7::int4[])
-                 AS x(product_id, sku, name, unit_price_cents, quantity)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(&product_ids)
-        .bind(&skus)
-        .bind(&names)
-        .bind(&prices)
-        .bind(&quantities)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM cart_items WHERE tenant_id = $1 AND user_id = $2")
-            .bind(tenant)
-            .bind(user)
-            .execute(&mut *tx)
-            .await?;
-        let version = bump_version(&mut tx, tenant, user)
-            .await?
-            .ok_or_else(|| Error::Internal("the locked cart row vanished".to_owned()))?;
-        tx.commit().await?;
-        self.cache.invalidate(tenant, user, version).await;
-
-        Ok(Order {
-            id,
-            tenant,
-            user,
-            status: OrderStatus::Placed,
-            total_cents,
-            created_at,
-            items,
-        })
+        created.map(|(order, _)| order)
     }
 
-    /// The order an idempotency key already names, if it is this user's.
-    async fn replay(&self, tenant: TenantId, user: UserId, id: OrderId) -> Result<Order, Error> {
-        let order = self.get_order(tenant, None, id).await?;
-        if order.user != user {
-            return Err(Error::IdempotencyKeyReused);
-        }
-        Ok(order)
-    }
-
-    /// One order of `tenant`; with `owner`, only if it is that user's. [`Error::NotFound`]
-    /// otherwise, so a caller cannot tell another user's order from a missing one.
+    /// One order of `tenant`, in one statement; with `owner`, only if it is that user's.
+    /// [`Error::NotFound`] otherwise, so a caller cannot tell another user's order from a missing
+    /// one.
     pub async fn get_order(
         &self,
         tenant: TenantId,
         owner: Option<UserId>,
         id: OrderId,
     ) -> Result<Order, Error> {
-        let summary: Option<OrderSummary> = sqlx::query_as(
-            "SELECT id, user_id, status, total_cents, created_at FROM orders
-             WHERE tenant_id = $1 AND id = $2 AND ($3::uuid IS NULL OR user_id = $3)",
-        )
-        .bind(tenant)
-        .bind(id)
-        .bind(owner)
-        .fetch_optional(&self.pool)
-        .await?;
-        let summary = summary.ok_or(Error::NotFound("order"))?;
-        let rows: Vec<ItemRow> = sqlx::query_as(
-            "SELECT product_id, sku, name, unit_price_cents, quantity FROM order_items
-             WHERE tenant_id = $1 AND order_id = $2
-             ORDER BY product_id",
-        )
-        .bind(tenant)
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        let items = rows
-            .into_iter()
-            .map(|row| {
-                Ok(OrderLine {
-                    quantity: u32::try_from(row.quantity).map_err(|_| {
-                        Error::Internal(format!("order item quantity {}", row.quantity))
-                    })?,
-                    product_id: row.product_id,
-                    sku: row.sku,
-                    name: row.name,
-                    unit_price_cents: row.unit_price_cents,
-                })
+        self.breaker
+            .guard(async {
+                let rows: Vec<OrderRow> = retry_stale(
+                    &self.pool,
+                    self.metrics.as_ref(),
+                    Operation::GetOrder,
+                    Replay::Read,
+                    |mut connection| async move {
+                        sqlx::query_as(
+                        "SELECT o.id AS order_id, o.user_id, o.status, o.created_at, o.total_cents,
+                                i.product_id, i.sku, i.name, i.unit_price_cents, i.quantity
+                         FROM orders o
+                         LEFT JOIN order_items i ON i.tenant_id = o.tenant_id AND i.order_id = o.id
+                         WHERE o.tenant_id = $1 AND o.id = $2
+                           AND ($3::uuid IS NULL OR o.user_id = $3)
+                         ORDER BY i.product_id",
+                    )
+                    .bind(tenant)
+                    .bind(id)
+                    .bind(owner)
+                    .fetch_all(&mut *connection)
+                    .await
+                    },
+                )
+                .await?;
+                let Some(first) = rows.first() else {
+                    return Err(Error::NotFound("order"));
+                };
+                let user = first
+                    .user_id
+                    .ok_or_else(|| Error::Internal("an order without its user".to_owned()))?;
+                order_from_rows(tenant, user, rows)
             })
-            .collect::<Result<_, Error>>()?;
-        Ok(Order {
-            id: summary.id,
-            tenant,
-            user: summary.user,
-            status: summary.status,
-            total_cents: summary.total_cents,
-            created_at: summary.created_at,
-            items,
-        })
+            .await
     }
 
     /// The orders of `tenant` (with `owner`, only that user's), newest first, `size` at a time,
@@ -449,64 +372,135 @@ impl Orders {
         size: PageSize,
         after: Option<&PageToken>,
     ) -> Result<OrderPage, Error> {
-        // Four static statements rather than optional predicates, so each one plans onto its
-        // index (by user, or by tenant) with the row comparison as an index condition.
-        let sql = match (owner.is_some(), after.is_some()) {
-            (true, false) => {
-                "SELECT id, user_id, status, total_cents, created_at FROM orders
-                 WHERE tenant_id = $1 AND user_id = $2
-                 ORDER BY created_at DESC, id DESC LIMIT $3"
-            }
-            (true, true) => {
-                "SELECT id, user_id, status, total_cents, created_at FROM orders
-                 WHERE tenant_id = $1 AND user_id = $2 AND (created_at, id) < ($3, $4)
-                 ORDER BY created_at DESC, id DESC LIMIT $5"
-            }
-            (false, false) => {
-                "SELECT id, user_id, status, total_cents, created_at FROM orders
-                 WHERE tenant_id = $1
-                 ORDER BY created_at DESC, id DESC LIMIT $2"
-            }
-            (false, true) => {
-                "SELECT id, user_id, status, total_cents, created_at FROM orders
-                 WHERE tenant_id = $1 AND (created_at, id) < ($2, $3)
-                 ORDER BY created_at DESC, id DESC LIMIT $4"
-            }
-        };
-        let mut query = sqlx::query_as::<_, OrderSummary>(sql).bind(tenant);
-        if let Some(owner) = owner {
-            query = query.bind(owner);
-        }
-        if let Some(after) = after {
-            query = query.bind(after.created_at).bind(after.id);
-        }
-        // One more than a page tells whether another page follows.
-        let mut orders = query
-            .bind(i64::from(size.get()) + 1)
-            .fetch_all(&self.pool)
-            .await?;
-        let next = if orders.len() > size.get() as usize {
-            orders.truncate(size.get() as usize);
-            orders.last().map(PageToken::after)
-        } else {
-            None
-        };
-        Ok(OrderPage { orders, next })
+        self.breaker
+            .guard(async {
+                // Four static statements rather than optional predicates, so each one plans onto its
+                // index (by user, or by tenant) with the row comparison as an index condition.
+                let sql = match (owner.is_some(), after.is_some()) {
+                    (true, false) => {
+                        "SELECT id, user_id, status, total_cents, created_at FROM orders
+                     WHERE tenant_id = $1 AND user_id = $2
+                     ORDER BY created_at DESC, id DESC LIMIT $3"
+                    }
+                    (true, true) => {
+                        "SELECT id, user_id, status, total_cents, created_at FROM orders
+                     WHERE tenant_id = $1 AND user_id = $2 AND (created_at, id) < ($3, $4)
+                     ORDER BY created_at DESC, id DESC LIMIT $5"
+                    }
+                    (false, false) => {
+                        "SELECT id, user_id, status, total_cents, created_at FROM orders
+                     WHERE tenant_id = $1
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
+                    }
+                    (false, true) => {
+                        "SELECT id, user_id, status, total_cents, created_at FROM orders
+                     WHERE tenant_id = $1 AND (created_at, id) < ($2, $3)
+                     ORDER BY created_at DESC, id DESC LIMIT $4"
+                    }
+                };
+                let mut orders = retry_stale(
+                    &self.pool,
+                    self.metrics.as_ref(),
+                    Operation::ListOrders,
+                    Replay::Read,
+                    |mut connection| async move {
+                        let mut query = sqlx::query_as::<_, OrderSummary>(sql).bind(tenant);
+                        if let Some(owner) = owner {
+                            query = query.bind(owner);
+                        }
+                        if let Some(after) = after {
+                            query = query.bind(after.created_at).bind(after.id);
+                        }
+                        // One more than a page tells whether another page follows.
+                        query
+                            .bind(i64::from(size.get()) + 1)
+                            .fetch_all(&mut *connection)
+                            .await
+                    },
+                )
+                .await?;
+                let next = if orders.len() > size.get() as usize {
+                    orders.truncate(size.get() as usize);
+                    orders.last().map(PageToken::after)
+                } else {
+                    None
+                };
+                Ok(OrderPage { orders, next })
+            })
+            .await
     }
 }
 
-async fn order_for_key<'e>(
-    executor: impl sqlx::PgExecutor<'e>,
+/// A row of an order with one of its items: what `get_order` selects and what
+/// `commerce_create_order` returns after its outcome. The item columns are NULL only for an
+/// order without items, which placing never creates.
+#[derive(sqlx::FromRow)]
+struct OrderRow {
+    order_id: Option<OrderId>,
+    #[sqlx(default)]
+    user_id: Option<UserId>,
+    status: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    total_cents: Option<i64>,
+    product_id: Option<ProductId>,
+    sku: Option<String>,
+    name: Option<String>,
+    unit_price_cents: Option<i64>,
+    quantity: Option<i32>,
+}
+
+/// A row of `commerce_create_order`.
+#[derive(sqlx::FromRow)]
+struct CreatedRow {
+    outcome: String,
+    cart_version: Option<i64>,
+    problem_ids: Option<Vec<Uuid>>,
+    #[sqlx(flatten)]
+    row: OrderRow,
+}
+
+/// The order in `rows` (one per item, in product id order).
+fn order_from_rows(
     tenant: TenantId,
-    key: &IdempotencyKey,
-) -> Result<Option<OrderId>, Error> {
-    let id =
-        sqlx::query_scalar("SELECT id FROM orders WHERE tenant_id = $1 AND idempotency_key = $2")
-            .bind(tenant)
-            .bind(key.as_str())
-            .fetch_optional(executor)
-            .await?;
-    Ok(id)
+    user: UserId,
+    rows: impl IntoIterator<Item = OrderRow>,
+) -> Result<Order, Error> {
+    let mut rows = rows.into_iter().peekable();
+    let missing = |what: &str| Error::Internal(format!("an order row without its {what}"));
+    let first = rows.peek().ok_or_else(|| missing("order"))?;
+    let id = first.order_id.ok_or_else(|| missing("id"))?;
+    let status = OrderStatus::try_from(first.status.clone().ok_or_else(|| missing("status"))?)?;
+    let created_at = first.created_at.ok_or_else(|| missing("creation time"))?;
+    let total_cents = first.total_cents.ok_or_else(|| missing("total"))?;
+    let mut items = Vec::new();
+    for row in rows {
+        let Some(product_id) = row.product_id else {
+            continue;
+        };
+        let (Some(sku), Some(name), Some(unit_price_cents), Some(quantity)) =
+            (row.sku, row.name, row.unit_price_cents, row.quantity)
+        else {
+            return Err(missing("item columns"));
+        };
+        let quantity = u32::try_from(quantity)
+            .map_err(|_| Error::Internal(format!("order item quantity {quantity}")))?;
+        items.push(OrderLine {
+            product_id,
+            sku,
+            name,
+            unit_price_cents,
+            quantity,
+        });
+    }
+    Ok(Order {
+        id,
+        tenant,
+        user,
+        status,
+        total_cents,
+        created_at,
+        items,
+    })
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! What the `commerce-server` binary runs: load the authorization policies, connect to
-//! PostgreSQL and Redis, optionally migrate, and serve the gRPC API until a shutdown signal.
+//! PostgreSQL and Redis, optionally migrate, and serve the gRPC API (and, if asked, `/metrics`)
+//! until a shutdown signal.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -8,12 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use authz::{PolicyEngine, PolicyError, PolicySet};
-use sqlx::postgres::PgPoolOptions;
 use tiered_cache::TieredCache;
 use tokio::net::TcpListener;
 
 use crate::Commerce;
 use crate::cache::{CacheConfig, CartCache};
+use crate::metrics::{Metrics, MetricsError};
 
 /// Where the authorization policies come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -55,6 +56,9 @@ pub fn policy_engine(
     })
 }
 
+/// The size of the PostgreSQL pool unless configured otherwise (`--max-connections`).
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 20;
+
 /// Everything the server needs to start.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -69,6 +73,8 @@ pub struct Settings {
     pub policies: PolicySource,
     /// The decision cache (`None`: evaluate the policies on every call).
     pub decision_cache: Option<tiered_cache::CacheConfig>,
+    /// Where to serve `/metrics` over HTTP (`None`: no metrics are recorded at all).
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// Why the server could not start or stopped abnormally.
@@ -88,6 +94,8 @@ pub enum ServerError {
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("cannot set up the Redis cart cache")]
     Redis(#[source] redis::RedisError),
+    #[error("cannot set up the metrics")]
+    Metrics(#[source] MetricsError),
     #[error("cannot listen on {addr}")]
     Bind {
         addr: SocketAddr,
@@ -121,7 +129,7 @@ pub async fn run(
     );
     let engine = policy_engine(policies, settings.decision_cache.clone())
         .map_err(ServerError::DecisionCache)?;
-    let pool = PgPoolOptions::new()
+    let pool = crate::db::pool_options()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
         .connect(&settings.database_url)
@@ -135,13 +143,18 @@ pub async fn run(
         tracing::info!("migrations applied");
     }
     let cache = CartCache::connect(&settings.cache).map_err(ServerError::Redis)?;
-    let listener =
-        TcpListener::bind(settings.listen)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: settings.listen,
-                source,
-            })?;
+    let mut commerce = Commerce::new(pool.clone(), cache, Arc::new(engine));
+    let metrics = match settings.metrics_addr {
+        None => None,
+        Some(addr) => {
+            let metrics = Metrics::new().map_err(ServerError::Metrics)?;
+            commerce = commerce
+                .with_metrics(&metrics)
+                .map_err(ServerError::Metrics)?;
+            Some((metrics, bind(addr).await?))
+        }
+    };
+    let listener = bind(settings.listen).await?;
     let addr = listener.local_addr().unwrap_or(settings.listen);
     tracing::info!(
         %addr,
@@ -149,13 +162,37 @@ pub async fn run(
         decision_cache_prefix = settings.decision_cache.as_ref().map(|config| config.namespace.as_str()),
         "serving gRPC"
     );
-    let commerce = Commerce::new(pool.clone(), cache, Arc::new(engine));
-    crate::grpc::serve(listener, commerce, shutdown)
-        .await
-        .map_err(ServerError::Serve)?;
+    // The metrics listener stops when the gRPC server has stopped, so that the calls in flight
+    // at shutdown are still counted by the last scrape that can see them.
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = metrics.map(|(metrics, listener)| {
+        match listener.local_addr() {
+            Ok(addr) => tracing::info!(%addr, "serving metrics on /metrics"),
+            Err(error) => tracing::info!(%error, "serving metrics on /metrics"),
+        }
+        tokio::spawn(crate::metrics::serve(listener, metrics, async {
+            let _ = metrics_stopped.await;
+        }))
+    });
+    let served = crate::grpc::serve(listener, commerce, shutdown).await;
+    let _ = stop_metrics.send(());
+    if let Some(task) = metrics_server {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::error!(%error, "the metrics listener failed"),
+            Err(error) => tracing::error!(%error, "the metrics listener's task failed"),
+        }
+    }
+    served.map_err(ServerError::Serve)?;
     pool.close().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere).

@@ -7,25 +7,32 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use bench_format::BenchmarkId;
+
 use crate::Error;
 use crate::fingerprint::Fingerprint;
-use crate::results::{Measurement, suite_of};
+use crate::results::Measurement;
 
-/// The version of the file layout; a reader refuses other versions instead of misreading them.
-pub const FORMAT: u32 = 1;
+/// The version of the file layout written. Format 2 added `round_trips` to each benchmark;
+/// files of format 1 (without it) are still read. A reader refuses other versions instead of
+/// misreading them.
+pub const FORMAT: u32 = 2;
+
+/// The oldest format this gate still reads.
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// One suite's baseline file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SuiteBaseline {
-    /// Always [`FORMAT`].
+    /// [`FORMAT`] when written; [`OLDEST_FORMAT`] to [`FORMAT`] when read.
     pub format: u32,
     /// The suite (the file's name without `.json`).
     pub suite: String,
     /// Where it was measured.
     pub fingerprint: Fingerprint,
     /// Per benchmark id, what the comparison needs. A `BTreeMap` keeps the keys sorted.
-    pub benchmarks: BTreeMap<String, Measurement>,
+    pub benchmarks: BTreeMap<BenchmarkId, Measurement>,
 }
 
 /// Every baseline in a directory, by suite.
@@ -71,9 +78,9 @@ pub fn read_file(path: &Path) -> Result<SuiteBaseline, Error> {
         path: path.to_owned(),
         message,
     };
-    if baseline.format != FORMAT {
+    if !(OLDEST_FORMAT..=FORMAT).contains(&baseline.format) {
         return Err(invalid(format!(
-            "format {} is not supported (this gate reads format {FORMAT})",
+            "format {} is not supported (this gate reads formats {OLDEST_FORMAT} to {FORMAT})",
             baseline.format
         )));
     }
@@ -88,7 +95,7 @@ pub fn read_file(path: &Path) -> Result<SuiteBaseline, Error> {
         )));
     }
     for (id, measurement) in &baseline.benchmarks {
-        if suite_of(id) != baseline.suite {
+        if id.suite() != baseline.suite {
             return Err(invalid(format!(
                 "benchmark {id} does not belong to suite {}",
                 baseline.suite
@@ -285,6 +292,7 @@ mod tests {
             median_ci_ns: [1.25, 1.75],
             allocations_per_iteration: Some(10.0),
             bytes_per_iteration: None,
+            round_trips: None,
             samples_ns: vec![1.0, 1.5, 2.0],
         };
         SuiteBaseline {
@@ -292,8 +300,8 @@ mod tests {
             suite: "s".into(),
             fingerprint: fingerprint(),
             benchmarks: BTreeMap::from([
-                ("s/b".to_owned(), measurement.clone()),
-                ("s/a".to_owned(), measurement),
+                (BenchmarkId::new("s/b").unwrap(), measurement.clone()),
+                (BenchmarkId::new("s/a").unwrap(), measurement),
             ]),
         }
     }
@@ -302,7 +310,7 @@ mod tests {
     fn layout_is_stable_and_round_trips() {
         let json = to_json(&baseline());
         let expected = r#"{
-  "format": 1,
+  "format": 2,
   "suite": "s",
   "fingerprint": {
     "cpu_model": "cpu",
@@ -319,6 +327,7 @@ mod tests {
       "median_ci_ns": [1.25, 1.75],
       "allocations_per_iteration": 10.0,
       "bytes_per_iteration": null,
+      "round_trips": null,
       "samples_ns": [1.0, 1.5, 2.0]
     },
     "s/b": {
@@ -326,6 +335,7 @@ mod tests {
       "median_ci_ns": [1.25, 1.75],
       "allocations_per_iteration": 10.0,
       "bytes_per_iteration": null,
+      "round_trips": null,
       "samples_ns": [1.0, 1.5, 2.0]
     }
   }
@@ -367,11 +377,11 @@ mod tests {
         assert!(matches!(read_dir(dir.path()), Err(Error::Json { .. })));
 
         let mut future = baseline();
-        future.format = 2;
+        future.format = 3;
         std::fs::write(&wrong_name, to_json(&future)).unwrap();
         std::fs::rename(&wrong_name, path_of(dir.path(), "s")).unwrap();
         let err = read_dir(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(err.to_string().contains("format 3"), "{err}");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 
 use serde::Serialize;
 
+use std::collections::BTreeSet;
+
 use crate::config::Thresholds;
-use crate::results::Measurement;
+use crate::paired::PairedLatency;
+use crate::results::{Measurement, RoundTrips};
 use crate::stats::{Alternative, mann_whitney_u};
 
 /// The significance level of the latency test (one-sided, per benchmark and direction).
@@ -20,6 +23,9 @@ pub enum Status {
     Missing,
     /// In the results, not in the baseline.
     New,
+    /// In the base's baseline, not in the results, and the change removes it from the
+    /// baseline too (paired mode): a removal a reviewer sees, not a failure.
+    Removed,
     /// No regression, and at least one metric shrank beyond its threshold.
     Improved,
     /// Neither.
@@ -33,6 +39,7 @@ impl Status {
             Status::Regressed => "regressed",
             Status::Missing => "missing",
             Status::New => "new",
+            Status::Removed => "removed",
             Status::Improved => "improved",
             Status::Unchanged => "unchanged",
         }
@@ -49,6 +56,10 @@ pub enum Metric {
     Allocations,
     /// Bytes allocated per iteration.
     Bytes,
+    /// PostgreSQL statements per iteration.
+    Statements,
+    /// Redis commands per iteration.
+    Commands,
 }
 
 impl Metric {
@@ -58,9 +69,24 @@ impl Metric {
             Metric::Latency => "latency",
             Metric::Allocations => "allocations",
             Metric::Bytes => "bytes",
+            Metric::Statements => "statements",
+            Metric::Commands => "commands",
         }
     }
 }
+
+/// The smallest change of a count per iteration that counts as a change, whatever its
+/// percentage: counting is process-wide (allocations) or server-wide (Redis commands), so one
+/// stray allocation of a background thread, or a command of a housekeeping task, during a run
+/// of a hundred thousand iterations must not turn a zero-allocation benchmark into a
+/// regression "from 0". A real change adds at least one per iteration, or one every few
+/// iterations. The paired runner counts round trips over
+/// [`runner::Settings::round_trip_iterations`](crate::runner::Settings::round_trip_iterations)
+/// (30) iterations, so that one stray command is 0.033 per iteration: below this bound.
+pub const MIN_COUNT_CHANGE: f64 = 0.05;
+
+/// The same for bytes per iteration.
+pub const MIN_BYTES_CHANGE: f64 = 1.0;
 
 /// Baseline and current latency, and the two one-sided tests.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -84,11 +110,14 @@ pub struct LatencyComparison {
     /// benchmarks than when the baseline was measured; 1 when it has none.
     pub speed_factor: f64,
     /// The reference benchmarks `speed_factor` comes from.
-    pub references: Vec<String>,
+    pub references: Vec<bench_format::BenchmarkId>,
     /// p-value of the test of "current ≤ (1 + t) × baseline" (small: a significant regression).
     pub p_regression: Option<f64>,
     /// p-value of the test of "current ≥ baseline / (1 + t)" (small: a significant improvement).
     pub p_improvement: Option<f64>,
+    /// In paired mode: how the pairs were measured and the confidence interval of `ratio`
+    /// (`None` in stored mode).
+    pub paired: Option<PairedLatency>,
 }
 
 /// Baseline and current allocation counts (or bytes) per iteration.
@@ -100,6 +129,39 @@ pub struct CountComparison {
     pub current_per_iteration: f64,
     /// The growth in percent; `None` when the baseline is zero.
     pub change_percent: Option<f64>,
+}
+
+/// Baseline and current round trips per iteration, and what changed among them.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundTripComparison {
+    /// PostgreSQL statements per iteration, when both sides counted them.
+    pub statements: Option<CountComparison>,
+    /// Redis commands per iteration, when both sides counted them.
+    pub commands: Option<CountComparison>,
+    /// The statements and commands whose count per iteration changed, largest growth first:
+    /// what a regression added.
+    pub changed: Vec<RoundTripChange>,
+}
+
+/// One statement or command whose count per iteration changed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RoundTripChange {
+    /// `postgres` or `redis`.
+    pub server: &'static str,
+    /// The statement (as `pg_stat_statements` normalises it) or the command.
+    pub text: String,
+    /// Per iteration, in the baseline.
+    pub baseline_per_iteration: f64,
+    /// Per iteration, now.
+    pub current_per_iteration: f64,
+}
+
+impl RoundTripChange {
+    /// `+1.0 per iteration: SELECT ...` (or `-2.0`).
+    pub fn describe(&self) -> String {
+        let delta = self.current_per_iteration - self.baseline_per_iteration;
+        format!("{delta:+.1} per iteration: {}", self.text)
+    }
 }
 
 /// The outcome of comparing one benchmark.
@@ -117,11 +179,13 @@ pub struct Comparison {
     pub allocations: Option<CountComparison>,
     /// Bytes per iteration, when both sides have them.
     pub bytes: Option<CountComparison>,
+    /// Server round trips per iteration, when both sides counted them.
+    pub round_trips: Option<RoundTripComparison>,
     /// Human-readable remarks (a change that is large but not significant, a missing count).
     pub notes: Vec<String>,
 }
 
-fn status_of(regressions: &[Metric], improvements: &[Metric]) -> Status {
+pub(crate) fn status_of(regressions: &[Metric], improvements: &[Metric]) -> Status {
     if !regressions.is_empty() {
         Status::Regressed
     } else if !improvements.is_empty() {
@@ -140,9 +204,26 @@ impl Comparison {
         )
     }
 
+    /// A benchmark the change measures and the base revision does not (paired mode).
+    pub fn new_in_change() -> Comparison {
+        Comparison::without_baseline(
+            Status::New,
+            "new: the base revision does not have it (measured on the change's side only)",
+        )
+    }
+
     /// A benchmark with a baseline but no results.
     pub fn missing() -> Comparison {
         Comparison::without_baseline(Status::Missing, "in the baseline but not in the results")
+    }
+
+    /// A benchmark with a baseline in the base revision but no results, which the change also
+    /// removes from its baseline.
+    pub fn removed() -> Comparison {
+        Comparison::without_baseline(
+            Status::Removed,
+            "removed: the change deletes it from the benchmarks and from baselines/",
+        )
     }
 
     /// This comparison for a reference benchmark: its latency is the machine's speed, which
@@ -153,8 +234,8 @@ impl Comparison {
         self.improvements.retain(|m| *m != Metric::Latency);
         self.notes.retain(|note| !note.starts_with("time "));
         self.notes.push(
-            "reference benchmark: it measures the machine, and its latency sets the speed factor \
-             of the benchmarks it stands for instead of being judged"
+            "reference benchmark: it measures the machine, so its latency is reported, not \
+             judged (in stored mode it sets the speed factor of the benchmarks it stands for)"
                 .to_owned(),
         );
         self.status = status_of(&self.regressions, &self.improvements);
@@ -169,6 +250,7 @@ impl Comparison {
             latency: None,
             allocations: None,
             bytes: None,
+            round_trips: None,
             notes: vec![note.to_owned()],
         }
     }
@@ -181,9 +263,10 @@ impl Comparison {
 ///   rejects "not slower than `(1 + t)` × baseline" at [`ALPHA`]. It improves in the mirror
 ///   case: median below `baseline / (1 + t)` and the test against the baseline scaled by
 ///   `1 / (1 + t)` rejects "not faster".
-/// * Allocations (and bytes) per iteration regress when they grow by more than their threshold,
-///   or from zero to anything; they improve when the baseline exceeds the current value by more
-///   than the threshold (`baseline > current × (1 + t)`), or drop to zero.
+/// * Counts per iteration (allocations, bytes, PostgreSQL statements, Redis commands) regress
+///   when they grow by more than their threshold and by at least [`MIN_COUNT_CHANGE`]
+///   ([`MIN_BYTES_CHANGE`] for bytes), from zero included; they improve in the mirror case
+///   (see [`compare_counts`]).
 pub fn compare(
     baseline: &Measurement,
     current: &Measurement,
@@ -235,29 +318,68 @@ pub fn compare_normalized(
         notes.push("latency not compared: a median or the samples are unusable".to_owned());
     }
 
-    let mut counts = |metric: Metric, base: Option<f64>, now: Option<f64>, percent: f64| {
+    let counts = compare_counts(
+        baseline,
+        current,
+        thresholds,
+        &mut regressions,
+        &mut improvements,
+        &mut notes,
+    );
+
+    Comparison {
+        status: status_of(&regressions, &improvements),
+        regressions,
+        improvements,
+        latency,
+        allocations: counts.allocations,
+        bytes: counts.bytes,
+        round_trips: counts.round_trips,
+        notes,
+    }
+}
+
+/// The counted metrics of a comparison.
+pub(crate) struct Counts {
+    pub(crate) allocations: Option<CountComparison>,
+    pub(crate) bytes: Option<CountComparison>,
+    pub(crate) round_trips: Option<RoundTripComparison>,
+}
+
+/// Compares the exact counts of two measurements (allocations, bytes, round trips): a metric
+/// regresses when it grows by more than its threshold and by at least its minimum change
+/// ([`MIN_COUNT_CHANGE`], [`MIN_BYTES_CHANGE`]), from zero included; it improves in the mirror
+/// case. No statistics: the counts do not depend on the machine's speed.
+pub(crate) fn compare_counts(
+    baseline: &Measurement,
+    current: &Measurement,
+    thresholds: &Thresholds,
+    regressions: &mut Vec<Metric>,
+    improvements: &mut Vec<Metric>,
+    notes: &mut Vec<String>,
+) -> Counts {
+    let mut counts = |metric: Metric,
+                      base: Option<f64>,
+                      now: Option<f64>,
+                      percent: f64,
+                      minimum: f64,
+                      what: &str| {
         let (base, now) = match (base, now) {
             (Some(base), Some(now)) => (base, now),
             (None, None) => return None,
             (None, Some(_)) => {
-                notes.push(format!(
-                    "{} not compared: the baseline has no counts",
-                    metric.as_str()
-                ));
+                notes.push(format!("{what} not compared: the baseline has no counts"));
                 return None;
             }
             (Some(_), None) => {
-                notes.push(format!(
-                    "{} not compared: the results have no counts",
-                    metric.as_str()
-                ));
+                notes.push(format!("{what} not compared: the results have no counts"));
                 return None;
             }
         };
         let factor = 1.0 + percent / 100.0;
-        if (base == 0.0 && now > 0.0) || now > base * factor {
+        if now - base >= minimum && now > base * factor {
             regressions.push(metric);
-        } else if (now == 0.0 && base > 0.0) || base > now * factor {
+        } else if base - now >= minimum && base > now * factor {
             improvements.push(metric);
         }
         Some(CountComparison {
@@ -271,23 +393,88 @@ pub fn compare_normalized(
         baseline.allocations_per_iteration,
         current.allocations_per_iteration,
         thresholds.allocations_percent,
+        MIN_COUNT_CHANGE,
+        "allocations",
     );
     let bytes = counts(
         Metric::Bytes,
         baseline.bytes_per_iteration,
         current.bytes_per_iteration,
         thresholds.bytes_percent,
+        MIN_BYTES_CHANGE,
+        "bytes",
     );
-
-    Comparison {
-        status: status_of(&regressions, &improvements),
-        regressions,
-        improvements,
-        latency,
+    let round_trips = match (&baseline.round_trips, &current.round_trips) {
+        (Some(base), Some(now)) => {
+            let statements = counts(
+                Metric::Statements,
+                base.postgres_statements,
+                now.postgres_statements,
+                thresholds.round_trips_percent,
+                MIN_COUNT_CHANGE,
+                "PostgreSQL statements",
+            );
+            let commands = counts(
+                Metric::Commands,
+                base.redis_commands,
+                now.redis_commands,
+                thresholds.round_trips_percent,
+                MIN_COUNT_CHANGE,
+                "Redis commands",
+            );
+            Some(RoundTripComparison {
+                changed: round_trip_changes(base, now),
+                statements,
+                commands,
+            })
+        }
+        (Some(_), None) => {
+            notes.push("round trips not compared: the results have no roundtrips.json".to_owned());
+            None
+        }
+        (None, Some(_)) => {
+            notes.push("round trips not compared: the baseline has no round trips".to_owned());
+            None
+        }
+        (None, None) => None,
+    };
+    Counts {
         allocations,
         bytes,
-        notes,
+        round_trips,
     }
+}
+
+/// The statements and commands whose count per iteration moved by at least
+/// [`MIN_COUNT_CHANGE`], largest growth first (then by text).
+fn round_trip_changes(base: &RoundTrips, now: &RoundTrips) -> Vec<RoundTripChange> {
+    let mut changed = Vec::new();
+    let sides = [
+        ("postgres", &base.statements, &now.statements),
+        ("redis", &base.commands, &now.commands),
+    ];
+    for (server, before, after) in sides {
+        let keys: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let was = before.get(key).copied().unwrap_or(0.0);
+            let is = after.get(key).copied().unwrap_or(0.0);
+            if (is - was).abs() >= MIN_COUNT_CHANGE {
+                changed.push(RoundTripChange {
+                    server,
+                    text: key.clone(),
+                    baseline_per_iteration: was,
+                    current_per_iteration: is,
+                });
+            }
+        }
+    }
+    changed.sort_by(|a, b| {
+        let growth = |c: &RoundTripChange| c.current_per_iteration - c.baseline_per_iteration;
+        growth(b)
+            .total_cmp(&growth(a))
+            .then_with(|| a.text.cmp(&b.text))
+    });
+    changed
 }
 
 fn compare_latency(
@@ -334,6 +521,7 @@ fn compare_latency(
         references: Vec::new(),
         p_regression,
         p_improvement,
+        paired: None,
     })
 }
 
@@ -406,6 +594,7 @@ mod tests {
             median_ci_ns: [median * 0.95, median * 1.05],
             allocations_per_iteration: allocations,
             bytes_per_iteration: bytes,
+            round_trips: None,
             samples_ns: samples,
         }
     }
@@ -445,12 +634,73 @@ mod tests {
     }
 
     #[test]
-    fn from_zero_to_anything_is_a_regression() {
-        let c = counts_only(0.0, 0.001);
+    fn from_zero_to_something_is_a_regression_but_a_stray_allocation_is_not() {
+        let c = counts_only(0.0, 0.1);
         assert_eq!(c.regressions, [Metric::Allocations, Metric::Bytes]);
         assert_eq!(c.allocations.unwrap().change_percent, None);
         assert_eq!(counts_only(0.0, 0.0).status, Status::Unchanged);
         assert_eq!(counts_only(2.0, 0.0).status, Status::Improved);
+        // One allocation of 64 bytes by another thread during 200,000 iterations of a
+        // zero-allocation floor.
+        assert_eq!(counts_only(0.0, 1.0 / 200_000.0).status, Status::Unchanged);
+    }
+
+    fn round_trips(statements: &[(&str, f64)], commands: &[(&str, f64)]) -> RoundTrips {
+        let map = |entries: &[(&str, f64)]| {
+            entries
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        RoundTrips {
+            postgres_statements: Some(statements.iter().map(|(_, v)| v).sum()),
+            redis_commands: Some(commands.iter().map(|(_, v)| v).sum()),
+            statements: map(statements),
+            commands: map(commands),
+            unavailable: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_added_statement_is_a_regression_that_names_it() {
+        let t = vec![1.0, 1.0];
+        let mut base = measurement(t.clone(), Some(5.0), Some(320.0));
+        let mut now = base.clone();
+        base.round_trips = Some(round_trips(
+            &[
+                ("BEGIN", 1.0),
+                ("SELECT a FROM t WHERE id = $1", 2.0),
+                ("COMMIT", 1.0),
+            ],
+            &[("get", 1.0)],
+        ));
+        now.round_trips = Some(round_trips(
+            &[
+                ("BEGIN", 1.0),
+                ("SELECT a FROM t WHERE id = $1", 2.0),
+                ("SELECT count(*) FROM u WHERE t = $1", 1.0),
+                ("COMMIT", 1.0),
+            ],
+            &[("get", 1.0)],
+        ));
+        let c = compare(&base, &now, &Thresholds::default());
+        assert_eq!(c.regressions, [Metric::Statements]);
+        let compared = c.round_trips.unwrap();
+        assert_eq!(compared.changed.len(), 1);
+        assert_eq!(
+            compared.changed[0].describe(),
+            "+1.0 per iteration: SELECT count(*) FROM u WHERE t = $1"
+        );
+        // A command every fifty iterations (a housekeeping task of another client, since Redis
+        // counts server-wide) is below the minimum change, even from zero.
+        base.round_trips = Some(round_trips(&[("BEGIN", 4.0)], &[("get", 1.0)]));
+        now.round_trips = Some(round_trips(
+            &[("BEGIN", 4.0)],
+            &[("get", 1.0), ("ping", 0.02)],
+        ));
+        let c = compare(&base, &now, &Thresholds::default());
+        assert!(c.regressions.is_empty(), "{c:?}");
+        assert!(c.round_trips.unwrap().changed.is_empty());
     }
 
     #[test]

@@ -6,20 +6,23 @@
 //! # are percentages; the ones left out keep their defaults. `reason` is mandatory and is shown
 //! # in every report next to the benchmarks it affects.
 //! [[override]]
-//! glob = "orders/place/**"
+//! glob = "orders/concurrent_create/*"
 //! latency = 35
-//! reason = "Talks to PostgreSQL over loopback; CI runners show ±30% between runs (see #123)."
+//! round_trips = 10
+//! reason = "64 tasks contend for two cores; the order they commit in varies (see #123)."
 //!
 //! # Reference benchmarks measure the machine, not the code (see the crate docs on speed
 //! # normalisation). The default is shown; `globs = []` turns normalisation off.
 //! [references]
 //! globs = ["*/floor/**"]
 //!
-//! # Which reference benchmarks of its suite a benchmark is normalised by: the first rule whose
-//! # glob matches. Without a matching rule, all of the suite's reference benchmarks.
+//! # Which reference benchmarks of its suite a benchmark is normalised by (stored mode): the
+//! # first rule whose glob matches. Without a matching rule, all of the suite's reference
+//! # benchmarks. `reason` is mandatory, as for overrides.
 //! [[reference]]
 //! glob = "cart/get_cart_hit"
 //! floors = ["redis_get"]     # cart/floor/redis_get
+//! reason = "A Redis round trip plus decoding."
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -38,6 +41,8 @@ pub struct Thresholds {
     pub allocations_percent: f64,
     /// Bytes allocated per iteration.
     pub bytes_percent: f64,
+    /// PostgreSQL statements and Redis commands per iteration (each on its own).
+    pub round_trips_percent: f64,
 }
 
 impl Default for Thresholds {
@@ -46,6 +51,7 @@ impl Default for Thresholds {
             latency_percent: 20.0,
             allocations_percent: 30.0,
             bytes_percent: 30.0,
+            round_trips_percent: 5.0,
         }
     }
 }
@@ -61,9 +67,18 @@ pub struct Override {
     pub allocations: Option<f64>,
     /// See `latency`.
     pub bytes: Option<f64>,
+    /// See `latency`.
+    pub round_trips: Option<f64>,
     /// Why the benchmark needs different thresholds.
     pub reason: String,
     matcher: GlobMatcher,
+}
+
+impl Override {
+    /// Whether this override's glob matches the benchmark id.
+    pub fn matches(&self, id: &str) -> bool {
+        self.matcher.is_match(id)
+    }
 }
 
 /// The reference benchmarks of a suite when the configuration does not say otherwise: the
@@ -73,6 +88,8 @@ pub const DEFAULT_REFERENCE_GLOBS: &[&str] = &["*/floor/**"];
 /// One `[[reference]]` entry: the benchmarks matching `glob` are normalised by these floors.
 #[derive(Debug, Clone)]
 pub struct ReferenceRule {
+    /// Why these floors bound these benchmarks.
+    pub reason: String,
     /// The glob as written.
     pub glob: String,
     /// Names of reference benchmarks of the same suite: `redis_get` stands for
@@ -161,6 +178,7 @@ struct RawConfig {
 struct RawReferenceRule {
     glob: String,
     floors: Vec<String>,
+    reason: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -176,6 +194,7 @@ struct RawOverride {
     latency: Option<f64>,
     allocations: Option<f64>,
     bytes: Option<f64>,
+    round_trips: Option<f64>,
     reason: Option<String>,
 }
 
@@ -218,11 +237,15 @@ impl Config {
                     format!("`reason` is mandatory (glob {:?})", o.glob),
                 ));
             }
-            if o.latency.is_none() && o.allocations.is_none() && o.bytes.is_none() {
+            if o.latency.is_none()
+                && o.allocations.is_none()
+                && o.bytes.is_none()
+                && o.round_trips.is_none()
+            {
                 return Err(invalid(
                     index,
                     format!(
-                        "sets none of `latency`, `allocations`, `bytes` (glob {:?})",
+                        "sets none of `latency`, `allocations`, `bytes`, `round_trips` (glob {:?})",
                         o.glob
                     ),
                 ));
@@ -231,6 +254,7 @@ impl Config {
                 ("latency", o.latency),
                 ("allocations", o.allocations),
                 ("bytes", o.bytes),
+                ("round_trips", o.round_trips),
             ] {
                 if let Some(value) = value
                     && !(value.is_finite() && value > 0.0)
@@ -251,6 +275,7 @@ impl Config {
                 latency: o.latency,
                 allocations: o.allocations,
                 bytes: o.bytes,
+                round_trips: o.round_trips,
                 reason,
             });
         }
@@ -276,12 +301,20 @@ impl Config {
                     rule.glob
                 )));
             }
+            let reason = rule.reason.map(|r| r.trim().to_owned()).unwrap_or_default();
+            if reason.is_empty() {
+                return Err(invalid(format!(
+                    "`reason` is mandatory: say why these floors bound these benchmarks (glob {:?})",
+                    rule.glob
+                )));
+            }
             let matcher = GlobBuilder::new(&rule.glob)
                 .literal_separator(true)
                 .build()
                 .map_err(|err| invalid(format!("bad glob {:?}: {err}", rule.glob)))?
                 .compile_matcher();
             reference_rules.push(ReferenceRule {
+                reason,
                 glob: rule.glob,
                 floors: rule.floors,
                 matcher,
@@ -324,9 +357,189 @@ impl Config {
                 latency_percent: o.latency.unwrap_or(defaults.latency_percent),
                 allocations_percent: o.allocations.unwrap_or(defaults.allocations_percent),
                 bytes_percent: o.bytes.unwrap_or(defaults.bytes_percent),
+                round_trips_percent: o.round_trips.unwrap_or(defaults.round_trips_percent),
             },
         }
     }
+}
+
+/// Which way a change of the configuration moves the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// A threshold grows (or a stricter override goes): fewer regressions will be reported.
+    Loosens,
+    /// A threshold shrinks (or a looser override goes): more regressions will be reported.
+    Tightens,
+    /// Neither by itself (a reason, a normalisation rule, the order of overrides).
+    Changes,
+}
+
+impl Effect {
+    /// How the reports say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Loosens => "loosens",
+            Effect::Tightens => "tightens",
+            Effect::Changes => "changes",
+        }
+    }
+}
+
+/// One difference between the base revision's configuration and the change's, for a reviewer:
+/// in paired mode the gate judges by the base's, so a change cannot loosen its own gate
+/// unseen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigChange {
+    /// Which way it moves the gate.
+    pub effect: Effect,
+    /// What changed, in one line.
+    pub what: String,
+}
+
+/// The thresholds an override sets, by name, `None` for the ones it leaves at the default.
+fn override_thresholds(o: &Override) -> [(&'static str, Option<f64>); 4] {
+    [
+        ("latency", o.latency),
+        ("allocations", o.allocations),
+        ("bytes", o.bytes),
+        ("round_trips", o.round_trips),
+    ]
+}
+
+fn default_threshold(name: &str) -> f64 {
+    let defaults = Thresholds::default();
+    match name {
+        "latency" => defaults.latency_percent,
+        "allocations" => defaults.allocations_percent,
+        "bytes" => defaults.bytes_percent,
+        _ => defaults.round_trips_percent,
+    }
+}
+
+/// Whether going from `before` to `after` (percentages) loosens or tightens the gate.
+fn effect_of(before: f64, after: f64) -> Effect {
+    if after > before {
+        Effect::Loosens
+    } else if after < before {
+        Effect::Tightens
+    } else {
+        Effect::Changes
+    }
+}
+
+/// What `candidate` changes with respect to `base`: overrides added, removed or changed (each
+/// threshold on its own line, loosening or tightening), reference rules and reference globs.
+pub fn changes(base: &Config, candidate: &Config) -> Vec<ConfigChange> {
+    let mut changes = Vec::new();
+    let find = |config: &'_ Config, glob: &str| -> Option<Override> {
+        config.overrides.iter().find(|o| o.glob == glob).cloned()
+    };
+    for o in &candidate.overrides {
+        match find(base, &o.glob) {
+            None => {
+                for (name, value) in override_thresholds(o) {
+                    if let Some(value) = value {
+                        changes.push(ConfigChange {
+                            effect: effect_of(default_threshold(name), value),
+                            what: format!(
+                                "new override `{}`: {name} {value}% (default {}%); reason: {}",
+                                o.glob,
+                                default_threshold(name),
+                                o.reason
+                            ),
+                        });
+                    }
+                }
+            }
+            Some(before) => {
+                for ((name, was), (_, is)) in override_thresholds(&before)
+                    .into_iter()
+                    .zip(override_thresholds(o))
+                {
+                    let (was, is) = (
+                        was.unwrap_or(default_threshold(name)),
+                        is.unwrap_or(default_threshold(name)),
+                    );
+                    if was != is {
+                        changes.push(ConfigChange {
+                            effect: effect_of(was, is),
+                            what: format!(
+                                "override `{}`: {name} {was}% → {is}%; reason: {}",
+                                o.glob, o.reason
+                            ),
+                        });
+                    }
+                }
+                if before.reason != o.reason {
+                    changes.push(ConfigChange {
+                        effect: Effect::Changes,
+                        what: format!("override `{}`: new reason: {}", o.glob, o.reason),
+                    });
+                }
+            }
+        }
+    }
+    for o in &base.overrides {
+        if find(candidate, &o.glob).is_none() {
+            for (name, value) in override_thresholds(o) {
+                if let Some(value) = value {
+                    changes.push(ConfigChange {
+                        effect: effect_of(value, default_threshold(name)),
+                        what: format!(
+                            "override `{}` removed: {name} back from {value}% to the default {}%",
+                            o.glob,
+                            default_threshold(name)
+                        ),
+                    });
+                }
+            }
+        }
+    }
+    let globs = |config: &Config| config.overrides.iter().map(|o| o.glob.clone()).collect();
+    let (before, after): (Vec<String>, Vec<String>) = (globs(base), globs(candidate));
+    let common = |list: &[String], other: &[String]| -> Vec<String> {
+        list.iter().filter(|g| other.contains(g)).cloned().collect()
+    };
+    if common(&before, &after) != common(&after, &before) {
+        changes.push(ConfigChange {
+            effect: Effect::Changes,
+            what: "the order of the overrides changed (the first match wins)".to_owned(),
+        });
+    }
+    let rules = |config: &Config| -> Vec<(String, Vec<String>)> {
+        config
+            .reference_rules
+            .iter()
+            .map(|r| (r.glob.clone(), r.floors.clone()))
+            .collect()
+    };
+    if rules(base) != rules(candidate) {
+        let describe = |list: Vec<(String, Vec<String>)>| {
+            list.iter()
+                .map(|(glob, floors)| format!("{glob} → {}", floors.join("+")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        changes.push(ConfigChange {
+            effect: Effect::Changes,
+            what: format!(
+                "[[reference]] rules (stored-mode normalisation) changed: before [{}], now [{}]",
+                describe(rules(base)),
+                describe(rules(candidate))
+            ),
+        });
+    }
+    if base.reference_globs != candidate.reference_globs {
+        changes.push(ConfigChange {
+            effect: Effect::Changes,
+            what: format!(
+                "[references] globs changed: {:?} → {:?}",
+                base.reference_globs, candidate.reference_globs
+            ),
+        });
+    }
+    changes
 }
 
 #[cfg(test)]
@@ -355,8 +568,13 @@ mod tests {
         .unwrap();
         let t = config.thresholds_for("cart/checkout/10");
         assert_eq!(
-            (t.latency_percent, t.allocations_percent, t.bytes_percent),
-            (50.0, 30.0, 30.0)
+            (
+                t.latency_percent,
+                t.allocations_percent,
+                t.bytes_percent,
+                t.round_trips_percent
+            ),
+            (50.0, 30.0, 30.0, 5.0)
         );
         assert_eq!(
             config.override_for("cart/checkout/10").unwrap().reason,
@@ -396,10 +614,12 @@ mod tests {
             [[reference]]
             glob = "cart/get_cart_*"
             floors = ["redis_get"]
+            reason = "a Redis round trip"
 
             [[reference]]
             glob = "cart/**"
             floors = ["postgres_select_1", "alloc_reference"]
+            reason = "PostgreSQL and allocation"
             "#,
         )
         .unwrap();
@@ -422,19 +642,79 @@ mod tests {
 
     #[test]
     fn bad_reference_rules_are_refused() {
-        let no_floors = parse("[[reference]]\nglob = \"a/*\"\nfloors = []\n").unwrap_err();
+        let no_floors =
+            parse("[[reference]]\nglob = \"a/*\"\nfloors = []\nreason = \"r\"\n").unwrap_err();
         assert!(
             no_floors.to_string().contains("reference #1"),
             "{no_floors}"
         );
         let path_not_name =
-            parse("[[reference]]\nglob = \"a/*\"\nfloors = [\"a/floor/x\"]\n").unwrap_err();
+            parse("[[reference]]\nglob = \"a/*\"\nfloors = [\"a/floor/x\"]\nreason = \"r\"\n")
+                .unwrap_err();
         assert!(
             path_not_name.to_string().contains("last segment"),
             "{path_not_name}"
         );
-        assert!(parse("[[reference]]\nglob = \"[\"\nfloors = [\"x\"]\n").is_err());
+        assert!(parse("[[reference]]\nglob = \"[\"\nfloors = [\"x\"]\nreason = \"r\"\n").is_err());
+        let no_reason = parse("[[reference]]\nglob = \"a/*\"\nfloors = [\"x\"]\n").unwrap_err();
+        assert!(
+            no_reason.to_string().contains("`reason` is mandatory"),
+            "{no_reason}"
+        );
         assert!(parse("[references]\nglobs = [\"[\"]\n").is_err());
+    }
+
+    #[test]
+    fn changes_say_which_way_they_move_the_gate() {
+        let base = parse(
+            r#"
+            [[override]]
+            glob = "cart/**"
+            latency = 30
+            reason = "noisy"
+
+            [[override]]
+            glob = "orders/**"
+            allocations = 40
+            reason = "pools warm up"
+            "#,
+        )
+        .unwrap();
+        let candidate = parse(
+            r#"
+            [[override]]
+            glob = "cart/**"
+            latency = 50
+            reason = "noisy"
+
+            [[override]]
+            glob = "cache/**"
+            round_trips = 2
+            reason = "exact"
+            "#,
+        )
+        .unwrap();
+        let found = changes(&base, &candidate);
+        let summary: Vec<(Effect, &str)> =
+            found.iter().map(|c| (c.effect, c.what.as_str())).collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    Effect::Loosens,
+                    "override `cart/**`: latency 30% → 50%; reason: noisy"
+                ),
+                (
+                    Effect::Tightens,
+                    "new override `cache/**`: round_trips 2% (default 5%); reason: exact"
+                ),
+                (
+                    Effect::Tightens,
+                    "override `orders/**` removed: allocations back from 40% to the default 30%"
+                ),
+            ]
+        );
+        assert!(changes(&base, &base).is_empty());
     }
 
     #[test]

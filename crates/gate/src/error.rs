@@ -88,6 +88,16 @@ pub enum Error {
     },
 }
 
+impl From<bench_format::Error> for Error {
+    fn from(err: bench_format::Error) -> Error {
+        match err {
+            bench_format::Error::Io { path, source } => Error::Read { path, source },
+            bench_format::Error::Json { path, source } => Error::Json { path, source },
+            bench_format::Error::Invalid { path, message } => Error::Invalid { path, message },
+        }
+    }
+}
+
 impl Error {
     /// The process exit code for any error: 2, "usage or data error" (0 and 1 are verdicts).
     pub const EXIT_CODE: u8 = 2;

@@ -6,8 +6,10 @@ pub mod junit;
 pub mod markdown;
 pub mod terminal;
 
-use crate::compare::{CountComparison, LatencyComparison, Metric, Status, p_text, signed_percent};
-use crate::report::{BenchmarkReport, FingerprintMismatch, Report};
+use crate::compare::{
+    CountComparison, LatencyComparison, Metric, RoundTripComparison, Status, p_text, signed_percent,
+};
+use crate::report::{BenchmarkReport, FingerprintMismatch, Mode, Report};
 
 /// A time in nanoseconds with three significant digits and a unit: `812 ns`, `7.05 µs`.
 pub fn format_time(ns: f64) -> String {
@@ -42,7 +44,9 @@ pub fn format_count(value: f64) -> String {
     } else if value >= 1.0 {
         format!("{value:.2}")
     } else {
-        format!("{value:.3e}")
+        // Three significant digits: 0.100, 0.0123.
+        let decimals = (2.0 - value.abs().log10().floor()).clamp(2.0, 12.0) as usize;
+        format!("{value:.decimals$}")
     }
 }
 
@@ -66,7 +70,19 @@ fn count_change(c: &CountComparison) -> String {
     }
 }
 
-/// A one-line summary of one side: `7.05 µs, 10 allocs, 640 B`.
+/// `4 stmts, 1 cmd` per iteration.
+fn round_trips_text(statements: Option<f64>, commands: Option<f64>) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(statements) = statements {
+        parts.push(format!("{} stmts", format_count(statements)));
+    }
+    if let Some(commands) = commands {
+        parts.push(format!("{} cmds", format_count(commands)));
+    }
+    (!parts.is_empty()).then(|| parts.join(", "))
+}
+
+/// A one-line summary of one side: `7.05 µs, 10 allocs, 640 B, 4 stmts, 1 cmds`.
 fn side(b: &BenchmarkReport, baseline: bool) -> String {
     let m = &b.measured;
     let mut parts = Vec::new();
@@ -90,6 +106,14 @@ fn side(b: &BenchmarkReport, baseline: bool) -> String {
     if let Some(bytes) = &m.bytes {
         parts.push(format_bytes(pick(bytes)));
     }
+    if let Some(round_trips) = &m.round_trips
+        && let Some(text) = round_trips_text(
+            round_trips.statements.as_ref().map(pick),
+            round_trips.commands.as_ref().map(pick),
+        )
+    {
+        parts.push(text);
+    }
     if parts.is_empty() {
         "—".to_owned()
     } else {
@@ -107,7 +131,7 @@ pub fn current_cell(b: &BenchmarkReport) -> String {
     side(b, false)
 }
 
-/// The change column: time / allocations / bytes.
+/// The change column: time / allocations / bytes / round trips (statements, commands).
 pub fn change_cell(b: &BenchmarkReport) -> String {
     let m = &b.measured;
     let mut parts = Vec::new();
@@ -119,6 +143,16 @@ pub fn change_cell(b: &BenchmarkReport) -> String {
     }
     if let Some(bytes) = &m.bytes {
         parts.push(count_change(bytes));
+    }
+    if let Some(round_trips) = &m.round_trips {
+        let changes: Vec<String> = [&round_trips.statements, &round_trips.commands]
+            .into_iter()
+            .flatten()
+            .map(count_change)
+            .collect();
+        if !changes.is_empty() {
+            parts.push(changes.join(" "));
+        }
     }
     if parts.is_empty() {
         "—".to_owned()
@@ -158,6 +192,10 @@ fn metric_explanation(b: &BenchmarkReport, metric: Metric, regressed: bool) -> S
             ),
             None => "time".to_owned(),
         },
+        Metric::Statements | Metric::Commands => match &m.round_trips {
+            Some(r) => round_trip_explanation(r, metric, t.round_trips_percent, regressed),
+            None => metric.as_str().to_owned(),
+        },
         Metric::Allocations => match &m.allocations {
             Some(c) => count("allocations", c, t.allocations_percent),
             None => "allocations".to_owned(),
@@ -169,9 +207,58 @@ fn metric_explanation(b: &BenchmarkReport, metric: Metric, regressed: bool) -> S
     }
 }
 
+/// `PostgreSQL statements +25.0% > +5%: +1.0 per iteration: SELECT count(*) FROM …`: the
+/// change of the count, then the statements or commands that made it.
+fn round_trip_explanation(
+    r: &RoundTripComparison,
+    metric: Metric,
+    percent: f64,
+    regressed: bool,
+) -> String {
+    let (name, counts, server) = match metric {
+        Metric::Statements => ("PostgreSQL statements", &r.statements, "postgres"),
+        _ => ("Redis commands", &r.commands, "redis"),
+    };
+    let head = match counts {
+        Some(c) => match c.change_percent {
+            Some(change) if regressed => format!("{name} {} > +{percent}%", signed_percent(change)),
+            Some(change) => format!("{name} {}, beyond {percent}%", signed_percent(change)),
+            None => format!(
+                "{name} from 0 to {} per iteration",
+                format_count(c.current_per_iteration)
+            ),
+        },
+        None => name.to_owned(),
+    };
+    let what: Vec<String> = r
+        .changed
+        .iter()
+        .filter(|change| change.server == server)
+        .filter(|change| {
+            (change.current_per_iteration > change.baseline_per_iteration) == regressed
+        })
+        .map(|change| change.describe())
+        .collect();
+    if what.is_empty() {
+        head
+    } else {
+        format!("{head}: {}", what.join(", "))
+    }
+}
+
 /// `; measured +41.2%, references +4.6%` when the change was normalised by a speed factor
 /// other than 1 (to a tenth of a percent), so that a reader can tell the two apart.
 fn net_of(l: &LatencyComparison) -> String {
+    if let Some(paired) = &l.paired {
+        return format!(
+            "; ratio {:.3}, {:.0}% interval {:.3}–{:.3}, {} blocks",
+            l.ratio,
+            paired.confidence * 100.0,
+            paired.ratio_ci[0],
+            paired.ratio_ci[1],
+            paired.blocks
+        );
+    }
     if (l.speed_factor - 1.0).abs() < 0.0005 {
         return String::new();
     }
@@ -195,7 +282,9 @@ pub fn reason(b: &BenchmarkReport) -> String {
             .into_iter()
             .map(|m| metric_explanation(b, m, false))
             .collect(),
-        Status::Unchanged | Status::New | Status::Missing => b.measured.notes.clone(),
+        Status::Unchanged | Status::New | Status::Missing | Status::Removed => {
+            b.measured.notes.clone()
+        }
     };
     if let Some(confirmation) = &b.confirmation {
         let time = confirmation
@@ -216,23 +305,53 @@ pub fn reason(b: &BenchmarkReport) -> String {
 
 /// `verdict — counts` summary line shared by the renderers.
 pub fn summary_counts(report: &Report) -> String {
-    format!(
+    let mut text = format!(
         "{} regressed, {} improved, {} unchanged, {} new, {} missing",
         report.count(Status::Regressed),
         report.count(Status::Improved),
         report.count(Status::Unchanged),
         report.count(Status::New),
         report.count(Status::Missing)
-    )
+    );
+    let removed = report.count(Status::Removed);
+    if removed > 0 {
+        text.push_str(&format!(", {removed} removed"));
+    }
+    text
 }
 
 /// The thresholds and significance level, for the footer.
 pub fn rules_line(report: &Report) -> String {
     let t = &report.thresholds;
+    let evidence = match report.mode {
+        Mode::Stored => "and significant",
+        Mode::Paired { .. } => "with the paired blocks' evidence",
+    };
     format!(
-        "thresholds: latency +{}% (and significant at α = {}), allocations +{}%, bytes +{}%",
-        t.latency_percent, report.alpha, t.allocations_percent, t.bytes_percent
+        "thresholds: latency +{}% ({evidence} at α = {}), allocations +{}%, bytes +{}%, \
+         round trips +{}%",
+        t.latency_percent,
+        report.alpha,
+        t.allocations_percent,
+        t.bytes_percent,
+        t.round_trips_percent
     )
+}
+
+/// One line per change the working tree makes to the gate's configuration (paired mode):
+/// `perf-gate.toml: LOOSENS: override ...`.
+pub fn config_change_lines(report: &Report) -> Vec<String> {
+    report
+        .config_changes
+        .iter()
+        .map(|change| {
+            format!(
+                "this change edits perf-gate.toml ({}; judged by the base's): {}",
+                change.effect.as_str().to_uppercase(),
+                change.what
+            )
+        })
+        .collect()
 }
 
 /// One line per suite with reference benchmarks: how fast the machine ran them compared with
@@ -246,8 +365,11 @@ pub fn speed_lines(report: &Report) -> Vec<String> {
                 .references
                 .iter()
                 .map(|(id, ratio)| {
-                    let name = id.rsplit('/').next().unwrap_or(id);
-                    format!("{name} {}", signed_percent((ratio - 1.0) * 100.0))
+                    format!(
+                        "{} {}",
+                        id.last_segment(),
+                        signed_percent((ratio - 1.0) * 100.0)
+                    )
                 })
                 .collect();
             format!(
@@ -294,7 +416,8 @@ mod tests {
         assert_eq!(format_count(10.0), "10");
         assert_eq!(format_count(10.000_787), "10");
         assert_eq!(format_count(2.5), "2.50");
-        assert_eq!(format_count(0.0012), "1.200e-3");
+        assert_eq!(format_count(0.0012), "0.00120");
+        assert_eq!(format_count(0.1), "0.100");
         assert_eq!(format_bytes(640.0), "640 B");
         assert_eq!(format_bytes(4096.0), "4.00 KiB");
         assert_eq!(format_bytes(3.0 * 1048576.0), "3.00 MiB");

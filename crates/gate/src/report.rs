@@ -1,10 +1,11 @@
 //! The gate's findings, as one value that every renderer (terminal, Markdown, JSON, JUnit)
 //! reads.
 
+use bench_format::BenchmarkId;
 use serde::Serialize;
 
 use crate::compare::{Comparison, Metric, Status, confirm};
-use crate::config::Thresholds;
+use crate::config::{ConfigChange, Thresholds};
 use crate::fingerprint::{Difference, Fingerprint};
 
 /// The outcome of the whole gate.
@@ -35,6 +36,59 @@ impl Verdict {
             Verdict::Pass => "pass",
             Verdict::Fail => "fail",
             Verdict::Error => "error",
+        }
+    }
+}
+
+/// What latency was judged against.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum Mode {
+    /// Against latency recorded in `baselines/` at another time (and, unless the results came
+    /// from elsewhere, normalised by the floors and confirmed by a re-run).
+    Stored,
+    /// Against the base revision measured in the same run, in alternating slices.
+    Paired {
+        /// The base as asked for (`--base`, or how it was found).
+        base: String,
+        /// Its commit.
+        commit: String,
+        /// Whether the working tree is the base itself (an A/A run of one build).
+        same_as_working_tree: bool,
+    },
+}
+
+impl Mode {
+    /// `paired` or `stored`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Stored => "stored",
+            Mode::Paired { .. } => "paired",
+        }
+    }
+
+    /// One line for every report: which mode judged latency, against what.
+    pub fn describe(&self) -> String {
+        match self {
+            Mode::Stored => "latency judged in STORED mode: against the baselines' recorded \
+                             latency (another run, another moment), normalised by the floors"
+                .to_owned(),
+            Mode::Paired {
+                base,
+                commit,
+                same_as_working_tree,
+            } => {
+                let short = &commit[..commit.len().min(12)];
+                let same = if *same_as_working_tree {
+                    "; the working tree is the base itself (A/A)"
+                } else {
+                    ""
+                };
+                format!(
+                    "latency judged in PAIRED mode: against the base revision {base} ({short}), \
+                     measured in the same run in alternating slices{same}"
+                )
+            }
         }
     }
 }
@@ -77,16 +131,14 @@ pub struct SuiteSpeed {
     /// machine is slower now. Latency ratios of the suite's other benchmarks are divided by it.
     pub factor: f64,
     /// Each reference benchmark and its ratio.
-    pub references: Vec<(String, f64)>,
+    pub references: Vec<(BenchmarkId, f64)>,
 }
 
 /// Everything the gate found about one benchmark.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchmarkReport {
     /// `<suite>/<operation>[/<parameter>]`.
-    pub id: String,
-    /// The first segment of the id.
-    pub suite: String,
+    pub id: BenchmarkId,
     /// The thresholds applied.
     pub thresholds: Thresholds,
     /// The override that set them, if one did.
@@ -116,7 +168,12 @@ impl BenchmarkReport {
 
     fn verdict(&self) -> (Status, Vec<Metric>, Vec<Metric>) {
         match &self.confirmation {
-            Some(second) if !matches!(self.measured.status, Status::New | Status::Missing) => {
+            Some(second)
+                if !matches!(
+                    self.measured.status,
+                    Status::New | Status::Missing | Status::Removed
+                ) =>
+            {
                 confirm(&self.measured, second)
             }
             _ => (
@@ -139,6 +196,8 @@ impl BenchmarkReport {
 pub struct Report {
     /// Pass or fail.
     pub verdict: Verdict,
+    /// What latency was judged against.
+    pub mode: Mode,
     /// The default thresholds.
     pub thresholds: Thresholds,
     /// The significance level of the latency test.
@@ -151,13 +210,19 @@ pub struct Report {
     pub unused_overrides: Vec<String>,
     /// Other things the reader should know.
     pub warnings: Vec<String>,
-    /// The machine's speed per suite (suites with reference benchmarks only).
+    /// The machine's speed per suite (suites with reference benchmarks only; stored mode).
     pub speeds: Vec<SuiteSpeed>,
+    /// What the change does to the gate's own configuration (paired mode), for a reviewer.
+    pub config_changes: Vec<ConfigChange>,
+    /// Facts about the run that are neither warnings nor findings (what was not counted, and
+    /// why).
+    pub notes: Vec<String>,
 }
 
 impl Report {
     /// Builds the report: sorts the benchmarks and works out the verdict.
     pub fn new(
+        mode: Mode,
         thresholds: Thresholds,
         alpha: f64,
         fingerprint: FingerprintReport,
@@ -167,6 +232,7 @@ impl Report {
     ) -> Report {
         let mut report = Report {
             verdict: Verdict::Pass,
+            mode,
             thresholds,
             alpha,
             fingerprint,
@@ -174,16 +240,27 @@ impl Report {
             unused_overrides,
             warnings,
             speeds: Vec::new(),
+            config_changes: Vec::new(),
+            notes: Vec::new(),
         };
         report.refresh_verdict();
         report
     }
 
     /// Recomputes the verdict and the order after benchmarks changed (a confirmation was added).
+    ///
+    /// A regression fails the gate in both modes. In paired mode a benchmark of the base's
+    /// baselines that the change no longer measures (missing) fails it too: the base revision
+    /// says what must be measured, and only a change that also removes it from `baselines/`
+    /// may drop it. In stored mode the results may come from a partial run, so missing
+    /// benchmarks are listed without failing.
     pub fn refresh_verdict(&mut self) {
         self.benchmarks
             .sort_by(|a, b| a.status().cmp(&b.status()).then_with(|| a.id.cmp(&b.id)));
-        self.verdict = if self.count(Status::Regressed) > 0 {
+        let missing_fails = matches!(self.mode, Mode::Paired { .. });
+        self.verdict = if self.count(Status::Regressed) > 0
+            || (missing_fails && self.count(Status::Missing) > 0)
+        {
             Verdict::Fail
         } else {
             Verdict::Pass
@@ -200,7 +277,7 @@ impl Report {
 
     /// The benchmark `id`, if reported.
     pub fn benchmark(&self, id: &str) -> Option<&BenchmarkReport> {
-        self.benchmarks.iter().find(|b| b.id == id)
+        self.benchmarks.iter().find(|b| b.id.as_str() == id)
     }
 
     /// The process exit code for this report (0 pass, 1 fail).

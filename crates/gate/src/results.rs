@@ -1,12 +1,17 @@
 //! Reading criterion's output directory: `benchmark.json`, `sample.json`, `estimates.json` and
-//! the harness's `allocations.json`, found under every `<benchmark dir>/new/`.
+//! the harness's `allocations.json` and `roundtrips.json`, found under every
+//! `<benchmark dir>/new/` (the files and their types are `bench_format`'s).
 
 use std::collections::BTreeMap;
-use std::ffi::OsStr;
-use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
+use bench_format::BenchmarkId;
+use bench_format::criterion::find_results;
+use bench_format::files::{
+    ALLOCATIONS_JSON, AllocationsFile, BENCHMARK_JSON, ESTIMATES_JSON, EstimatesFile,
+    ROUNDTRIPS_JSON, RoundTripsFile, SAMPLE_JSON, SampleFile,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -25,15 +30,61 @@ pub struct Measurement {
     pub allocations_per_iteration: Option<f64>,
     /// Bytes requested per iteration of the measured routine, if the harness counted them.
     pub bytes_per_iteration: Option<f64>,
+    /// Server round trips per iteration, if the suite counted them (absent from baselines of
+    /// format 1).
+    #[serde(default)]
+    pub round_trips: Option<RoundTrips>,
     /// Every sample's time per iteration (`times[i] / iters[i]`), in nanoseconds.
     pub samples_ns: Vec<f64>,
+}
+
+/// What one iteration asked of the servers (from `roundtrips.json`, divided by its
+/// iterations).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoundTrips {
+    /// PostgreSQL statements per iteration; `None` when they were not counted.
+    pub postgres_statements: Option<f64>,
+    /// Redis commands per iteration; `None` when they were not counted.
+    pub redis_commands: Option<f64>,
+    /// Per statement text, per iteration.
+    #[serde(default)]
+    pub statements: BTreeMap<String, f64>,
+    /// Per Redis command, per iteration.
+    #[serde(default)]
+    pub commands: BTreeMap<String, f64>,
+    /// Why a server was not counted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<String>,
+}
+
+impl RoundTrips {
+    /// The per-iteration figures of a `roundtrips.json`; `None` for zero iterations.
+    pub fn from_file(file: &RoundTripsFile) -> Option<RoundTrips> {
+        if file.iterations == 0 {
+            return None;
+        }
+        let n = file.iterations as f64;
+        let per = |map: &BTreeMap<String, u64>| {
+            map.iter()
+                .map(|(key, count)| (key.clone(), *count as f64 / n))
+                .collect()
+        };
+        Some(RoundTrips {
+            postgres_statements: file.postgres_statements.map(|c| c as f64 / n),
+            redis_commands: file.redis_commands.map(|c| c as f64 / n),
+            statements: per(&file.statements),
+            commands: per(&file.commands),
+            unavailable: file.unavailable.clone(),
+        })
+    }
 }
 
 /// One benchmark found in criterion's output.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BenchmarkResult {
     /// Criterion's `full_id`, `<suite>/<operation>[/<parameter>]`.
-    pub id: String,
+    pub id: BenchmarkId,
     /// The `new` directory holding its files.
     pub dir: PathBuf,
     /// What was measured.
@@ -44,61 +95,13 @@ pub struct BenchmarkResult {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Results {
     /// The benchmarks, by id.
-    pub benchmarks: BTreeMap<String, BenchmarkResult>,
+    pub benchmarks: BTreeMap<BenchmarkId, BenchmarkResult>,
     /// Things worth telling the reader that do not stop the gate.
     pub warnings: Vec<String>,
 }
 
-/// The suite of a benchmark id: its first `/`-separated segment.
-pub fn suite_of(id: &str) -> &str {
-    id.split('/').next().unwrap_or(id)
-}
-
-#[derive(Deserialize)]
-struct BenchmarkJson {
-    full_id: String,
-}
-
-#[derive(Deserialize)]
-struct SampleJson {
-    iters: Vec<f64>,
-    times: Vec<f64>,
-}
-
-#[derive(Deserialize)]
-struct EstimatesJson {
-    median: EstimateJson,
-}
-
-#[derive(Deserialize)]
-struct EstimateJson {
-    point_estimate: f64,
-    confidence_interval: IntervalJson,
-}
-
-#[derive(Deserialize)]
-struct IntervalJson {
-    lower_bound: f64,
-    upper_bound: f64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AllocationsJson {
-    iterations: u64,
-    allocations: u64,
-    bytes: u64,
-}
-
 pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T, Error> {
-    let bytes = fs::read(path).map_err(|source| Error::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| Error::Json {
-        path: path.to_owned(),
-        source,
-    })
+    Ok(bench_format::files::read_json(path)?)
 }
 
 fn invalid(path: &Path, message: impl Into<String>) -> Error {
@@ -120,44 +123,19 @@ pub fn read_results(dir: &Path, newer_than: Option<SystemTime>) -> Result<Result
             dir: dir.to_owned(),
         });
     }
-    let since = newer_than.map(floor_to_second);
     let mut results = Results::default();
+    let mut written: BTreeMap<BenchmarkId, SystemTime> = BTreeMap::new();
     // Sorted traversal makes the outcome (and any duplicate warning) independent of the order
     // the file system lists directories in.
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
-        let entry = entry.map_err(|err| Error::Read {
-            path: err.path().unwrap_or(dir).to_owned(),
-            source: err.into(),
-        })?;
-        let path = entry.path();
-        let parent = path.parent().unwrap_or(dir);
-        if entry.file_name() != "benchmark.json" || parent.file_name() != Some(OsStr::new("new")) {
-            continue;
-        }
-        let modified = entry
-            .metadata()
-            .map_err(|err| Error::Read {
-                path: path.to_owned(),
-                source: err.into(),
-            })?
-            .modified()
-            .map_err(|source| Error::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-        if since.is_some_and(|since| modified < since) {
-            continue;
-        }
-        let result = read_benchmark(parent)?;
+    for found in find_results(dir, newer_than)? {
+        let result = read_benchmark(&found.dir)?;
         match results.benchmarks.get(&result.id) {
             // Criterion never writes one id twice in a run, but an output directory that has
             // seen many runs can hold an id in two places (if the sanitised name changed).
             // The newer one is this run's.
             Some(existing) => {
-                let existing_time = fs::metadata(existing.dir.join("benchmark.json"))
-                    .and_then(|m| m.modified())
-                    .unwrap_or(UNIX_EPOCH);
-                let (keep, drop) = if modified > existing_time {
+                let existing_time = written[&result.id];
+                let (keep, drop) = if found.modified > existing_time {
                     (result, existing.dir.clone())
                 } else {
                     (existing.clone(), result.dir)
@@ -168,9 +146,11 @@ pub fn read_results(dir: &Path, newer_than: Option<SystemTime>) -> Result<Result
                     keep.dir.display(),
                     drop.display()
                 ));
+                written.insert(keep.id.clone(), found.modified.max(existing_time));
                 results.benchmarks.insert(keep.id.clone(), keep);
             }
             None => {
+                written.insert(result.id.clone(), found.modified);
                 results.benchmarks.insert(result.id.clone(), result);
             }
         }
@@ -185,14 +165,13 @@ pub fn read_results(dir: &Path, newer_than: Option<SystemTime>) -> Result<Result
 
 /// Reads one benchmark's files from its `new` directory.
 pub fn read_benchmark(new_dir: &Path) -> Result<BenchmarkResult, Error> {
-    let benchmark_path = new_dir.join("benchmark.json");
-    let benchmark: BenchmarkJson = read_json(&benchmark_path)?;
-    if benchmark.full_id.is_empty() {
-        return Err(invalid(&benchmark_path, "full_id is empty"));
-    }
+    let benchmark_path = new_dir.join(BENCHMARK_JSON);
+    let benchmark: bench_format::files::BenchmarkFile = read_json(&benchmark_path)?;
+    let id = BenchmarkId::new(benchmark.full_id)
+        .map_err(|err| invalid(&benchmark_path, err.to_string()))?;
 
-    let sample_path = new_dir.join("sample.json");
-    let sample: SampleJson = read_json(&sample_path)?;
+    let sample_path = new_dir.join(SAMPLE_JSON);
+    let sample: SampleFile = read_json(&sample_path)?;
     if sample.iters.is_empty() || sample.iters.len() != sample.times.len() {
         return Err(invalid(
             &sample_path,
@@ -214,8 +193,8 @@ pub fn read_benchmark(new_dir: &Path) -> Result<BenchmarkResult, Error> {
         samples_ns.push(time / iters);
     }
 
-    let estimates_path = new_dir.join("estimates.json");
-    let estimates: EstimatesJson = read_json(&estimates_path)?;
+    let estimates_path = new_dir.join(ESTIMATES_JSON);
+    let estimates: EstimatesFile = read_json(&estimates_path)?;
     let median = estimates.median;
     let ci = median.confidence_interval;
     if ![median.point_estimate, ci.lower_bound, ci.upper_bound]
@@ -229,9 +208,9 @@ pub fn read_benchmark(new_dir: &Path) -> Result<BenchmarkResult, Error> {
         ));
     }
 
-    let allocations_path = new_dir.join("allocations.json");
+    let allocations_path = new_dir.join(ALLOCATIONS_JSON);
     let (allocations_per_iteration, bytes_per_iteration) = if allocations_path.exists() {
-        let counts: AllocationsJson = read_json(&allocations_path)?;
+        let counts: AllocationsFile = read_json(&allocations_path)?;
         if counts.iterations == 0 {
             return Err(invalid(&allocations_path, "iterations is 0"));
         }
@@ -244,29 +223,35 @@ pub fn read_benchmark(new_dir: &Path) -> Result<BenchmarkResult, Error> {
         (None, None)
     };
 
+    let round_trips_path = new_dir.join(ROUNDTRIPS_JSON);
+    let round_trips = if round_trips_path.exists() {
+        let file: RoundTripsFile = read_json(&round_trips_path)?;
+        Some(
+            RoundTrips::from_file(&file)
+                .ok_or_else(|| invalid(&round_trips_path, "iterations is 0"))?,
+        )
+    } else {
+        None
+    };
+
     Ok(BenchmarkResult {
-        id: benchmark.full_id,
+        id,
         dir: new_dir.to_owned(),
         measurement: Measurement {
             median_ns: median.point_estimate,
             median_ci_ns: [ci.lower_bound, ci.upper_bound],
             allocations_per_iteration,
             bytes_per_iteration,
+            round_trips,
             samples_ns,
         },
     })
 }
 
-fn floor_to_second(time: SystemTime) -> SystemTime {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(since_epoch) => UNIX_EPOCH + Duration::from_secs(since_epoch.as_secs()),
-        Err(_) => time,
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::fs::File;
+    use std::fs::{self, File};
+    use std::time::Duration;
 
     use serde_json::json;
 
@@ -380,11 +365,5 @@ mod tests {
             read_results(&missing, None),
             Err(Error::NoResults { .. })
         ));
-    }
-
-    #[test]
-    fn suite_is_the_first_segment() {
-        assert_eq!(suite_of("cart/checkout/10"), "cart");
-        assert_eq!(suite_of("lonely"), "lonely");
     }
 }

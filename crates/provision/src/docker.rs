@@ -113,6 +113,9 @@ impl DockerServices {
                 "full_page_writes=off",
                 "-c",
                 "max_connections=500",
+                // Server-side statement counts for the benchmarks' roundtrips.json.
+                "-c",
+                "shared_preload_libraries=pg_stat_statements",
             ])
             .start()?;
         let postgres_url = format!(

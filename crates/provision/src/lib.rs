@@ -16,6 +16,7 @@
 //! panic that aborts, `SIGKILL`, Ctrl-C, or the process-wide [`shared`] instance at exit).
 
 mod config;
+mod counter;
 mod docker;
 mod error;
 mod isolate;
@@ -27,6 +28,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 pub use crate::config::{Choice, Config};
+pub use crate::counter::RoundTripCounter;
 pub use crate::error::Error;
 pub use crate::isolate::{RedisNamespace, TestDatabase};
 pub use crate::redis_server::RedisServer;
@@ -113,6 +115,19 @@ impl Services {
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<TestDatabase, Error> {
         isolate::database(&self.postgres_url, migrator).await
+    }
+
+    /// Counts the statements executed in `database` and the commands executed by Redis, from
+    /// the servers' own counters (see [`RoundTripCounter`]): what a benchmark's
+    /// `Group::count_round_trips` reads.
+    pub fn round_trip_counter(&self, database: &TestDatabase) -> RoundTripCounter {
+        RoundTripCounter::connect(&self.postgres_url, database.name(), &self.redis_url)
+    }
+
+    /// Counts the commands executed by Redis, for a suite without a database (see
+    /// [`RoundTripCounter::redis_only`]).
+    pub fn redis_round_trip_counter(&self) -> RoundTripCounter {
+        RoundTripCounter::redis_only(&self.redis_url)
     }
 
     /// A Redis key namespace of its own: a unique key prefix whose keys are deleted on drop.

@@ -303,6 +303,10 @@ impl LocalPostgres {
                     "full_page_writes=off",
                 ])
                 .args(["-c", "max_connections=500", "-c", "shared_buffers=256MB"])
+                // Server-side statement counts for the benchmarks' roundtrips.json
+                // (`RoundTripCounter`); loading the module costs nothing measurable until the
+                // extension is created.
+                .args(["-c", "shared_preload_libraries=pg_stat_statements"])
                 .stdin(Stdio::null())
                 .stdout(log)
                 .stderr(log_err)

@@ -36,7 +36,9 @@ mod stats;
 
 use std::fmt;
 use std::future::Future;
+use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -64,6 +66,25 @@ struct Inner<V> {
     l1: moka::future::Cache<String, Entry<V>>,
     l2: Option<L2>,
     counters: Counters,
+    /// Write generations, striped by key hash: `set` and `delete` bump the stripe of their key
+    /// before they write. A fill of L1 from a Redis read (or a loader) that began under an
+    /// older generation may be stale — a write landed while it was in flight — and is undone.
+    /// Striping bounds the memory whatever the number of keys; two keys sharing a stripe only
+    /// cost an occasional skipped fill, never a stale one.
+    generations: Box<[AtomicU64]>,
+    /// A pause between the Redis read of `get` and its L1 fill, so that a test can land a
+    /// write in that window deterministically.
+    #[cfg(test)]
+    fill_gate: std::sync::Mutex<Option<Arc<FillGate>>>,
+}
+
+/// Stripes of [`Inner::generations`].
+const GENERATION_STRIPES: usize = 1024;
+
+#[cfg(test)]
+struct FillGate {
+    reached: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 /// A two-tier cache of `V` values under string keys. Cloning is cheap and shares the cache.
@@ -122,8 +143,55 @@ impl<V: CacheValue> TieredCache<V> {
                 l1,
                 l2,
                 counters: Counters::default(),
+                generations: (0..GENERATION_STRIPES).map(|_| AtomicU64::new(0)).collect(),
+                #[cfg(test)]
+                fill_gate: std::sync::Mutex::new(None),
             }),
         })
+    }
+
+    fn stripe(&self, key: &str) -> &AtomicU64 {
+        // A fixed hasher: the stripe only needs to be the same for the same key in this process.
+        let hash =
+            std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default()
+                .hash_one(key);
+        let index = (hash % GENERATION_STRIPES as u64) as usize;
+        &self.inner.generations[index]
+    }
+
+    /// The current write generation of `key`'s stripe.
+    fn generation(&self, key: &str) -> u64 {
+        self.stripe(key).load(Ordering::Acquire)
+    }
+
+    /// Marks a write of `key`: fills that began before it will be undone.
+    fn bump_generation(&self, key: &str) {
+        self.stripe(key).fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Undoes an L1 fill of `key` that began at generation `began`, if a write of the key (or
+    /// of its stripe) happened since: the filled value may be older than that write. Checked
+    /// after the fill, so that a write landing between the check and the fill is covered too;
+    /// at worst a fresh entry is dropped and the next read goes to Redis.
+    async fn settle_fill(&self, key: &str, began: u64) {
+        if self.generation(key) != began {
+            self.inner.l1.invalidate(key).await;
+            bump(&self.inner.counters.stale_fills);
+        }
+    }
+
+    #[cfg(test)]
+    async fn pause_before_fill(&self) {
+        let gate = self
+            .inner
+            .fill_gate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(gate) = gate {
+            gate.reached.notify_one();
+            gate.release.notified().await;
+        }
     }
 
     /// The value under `key`, from L1, else from Redis (which then also fills L1).
@@ -131,9 +199,13 @@ impl<V: CacheValue> TieredCache<V> {
         if let Some(value) = self.l1_get(key).await {
             return Some(value);
         }
+        let began = self.generation(key);
         let entry = self.l2_get(key).await?;
         let value = entry.value.clone();
+        #[cfg(test)]
+        self.pause_before_fill().await;
         self.inner.l1.insert(key.to_owned(), entry).await;
+        self.settle_fill(key, began).await;
         Some(value)
     }
 
@@ -143,6 +215,7 @@ impl<V: CacheValue> TieredCache<V> {
     /// then only in L1.
     pub async fn set(&self, key: &str, value: V) -> Result<(), EncodeError> {
         let bytes = encode(&value).inspect_err(|_| bump(&self.inner.counters.codec_errors))?;
+        self.bump_generation(key);
         let encoded_len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         if let Some(l2) = &self.inner.l2 {
             l2.set(&self.inner.counters, key, &bytes).await;
@@ -159,6 +232,7 @@ impl<V: CacheValue> TieredCache<V> {
     /// If Redis is unreachable, the Redis copy stays until its time-to-live expires (the
     /// failure is counted); L1 is always cleared.
     pub async fn delete(&self, key: &str) {
+        self.bump_generation(key);
         self.inner.l1.invalidate(key).await;
         if let Some(l2) = &self.inner.l2 {
             l2.delete(&self.inner.counters, key).await;
@@ -199,6 +273,7 @@ impl<V: CacheValue> TieredCache<V> {
         if let Some(value) = self.l1_get(key).await {
             return Ok(value);
         }
+        let began = self.generation(key);
         let counters = &self.inner.counters;
         let load = async {
             if let Some(entry) = self.l2_get(key).await {
@@ -221,12 +296,17 @@ impl<V: CacheValue> TieredCache<V> {
         };
         // moka runs `load` for one caller and makes concurrent callers of the same key wait
         // for it; it inserts the entry into L1 on success.
-        self.inner
+        let loaded = self
+            .inner
             .l1
             .try_get_with_by_ref(key, load)
             .await
             .map(|entry| entry.value)
-            .map_err(|error: Arc<LoadError<E>>| LoadError::clone(&error))
+            .map_err(|error: Arc<LoadError<E>>| LoadError::clone(&error));
+        if loaded.is_ok() {
+            self.settle_fill(key, began).await;
+        }
+        loaded
     }
 
     /// A snapshot of the counters.
@@ -395,6 +475,48 @@ mod tests {
         assert_eq!(cache.get("k").await, Some(1));
         tokio::time::sleep(Duration::from_millis(120)).await;
         assert_eq!(cache.get("k").await, None);
+    }
+
+    /// The race a black-box client found: `get` reads a value from Redis, a `set` or `delete`
+    /// of the key completes, then `get` fills L1 with the value it read — which the write made
+    /// stale, and which L1 would have served until its time-to-live. The fill is paused
+    /// deterministically between the Redis read and the L1 fill while the write lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_during_a_redis_read_never_leaves_a_stale_l1_entry() {
+        let namespace = provision::shared()
+            .expect("the test's Redis")
+            .redis_namespace();
+        let cache = TieredCache::<u32>::new(CacheConfig::new(namespace.url(), namespace.prefix()))
+            .expect("valid configuration");
+        for write in ["set", "delete"] {
+            cache.set("k", 1).await.expect("encodable");
+            cache.invalidate_l1("k").await;
+            let gate = Arc::new(FillGate {
+                reached: tokio::sync::Notify::new(),
+                release: tokio::sync::Notify::new(),
+            });
+            *cache.inner.fill_gate.lock().unwrap() = Some(Arc::clone(&gate));
+            let reader = tokio::spawn({
+                let cache = cache.clone();
+                async move { cache.get("k").await }
+            });
+            // The reader has read 1 from Redis and not yet filled L1.
+            gate.reached.notified().await;
+            *cache.inner.fill_gate.lock().unwrap() = None;
+            match write {
+                "set" => cache.set("k", 2).await.expect("encodable"),
+                _ => cache.delete("k").await,
+            }
+            gate.release.notify_one();
+            // The read began before the write, so its own answer may be the old value...
+            assert_eq!(reader.await.expect("no panic"), Some(1), "{write}");
+            // ...but nothing after the write may see it.
+            let expected = (write == "set").then_some(2);
+            assert_eq!(cache.get("k").await, expected, "after the {write}");
+            assert_eq!(cache.get("k").await, expected, "after the {write}, from L1");
+        }
+        assert_eq!(cache.stats().stale_fills, 2);
+        assert_eq!(cache.stats().l2_errors, 0);
     }
 
     #[test]

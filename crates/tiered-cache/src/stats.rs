@@ -28,6 +28,9 @@ pub struct CacheStats {
     pub loader_calls: u64,
     /// Loader runs that returned an error.
     pub loader_errors: u64,
+    /// L1 fills undone because a write of the key landed while the value was being read from
+    /// Redis or loaded (the value might have been older than the write).
+    pub stale_fills: u64,
 }
 
 impl CacheStats {
@@ -43,6 +46,7 @@ impl CacheStats {
             codec_errors: self.codec_errors.saturating_sub(earlier.codec_errors),
             loader_calls: self.loader_calls.saturating_sub(earlier.loader_calls),
             loader_errors: self.loader_errors.saturating_sub(earlier.loader_errors),
+            stale_fills: self.stale_fills.saturating_sub(earlier.stale_fills),
         }
     }
 }
@@ -59,6 +63,7 @@ pub(crate) struct Counters {
     pub(crate) codec_errors: AtomicU64,
     pub(crate) loader_calls: AtomicU64,
     pub(crate) loader_errors: AtomicU64,
+    pub(crate) stale_fills: AtomicU64,
 }
 
 /// Adds one to a counter. Relaxed ordering suffices: the counters are independent tallies and
@@ -80,6 +85,7 @@ impl Counters {
             codec_errors: read(&self.codec_errors),
             loader_calls: read(&self.loader_calls),
             loader_errors: read(&self.loader_errors),
+            stale_fills: read(&self.stale_fills),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! Confirmation re-runs, end to end: the real `perf-gate` runs the calibration suite, judges it,
-//! and re-runs what it flagged. A regression injected into the first run only must not fail
-//! the gate; one injected into every run must.
+//! Confirmation re-runs of stored mode, end to end: the real `perf-gate --stored` runs the
+//! calibration suite, judges it, and re-runs what it flagged. A regression injected into the
+//! first run only must not fail the gate; one injected into every run must.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -82,6 +82,7 @@ fn a_regression_in_the_first_run_only_is_not_confirmed_but_a_lasting_one_is() {
         xtask(
             &[
                 "perf-gate",
+                "--stored",
                 "--suite",
                 "calibration",
                 "--json",

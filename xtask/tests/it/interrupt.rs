@@ -1,6 +1,7 @@
-//! Ctrl-C in the middle of `cargo xtask perf-gate`: the terminal sends SIGINT to the whole
-//! foreground process group (xtask, `perf-services`, the running suite). Afterwards no server
-//! process may survive, their directory must be gone, and the baselines must be untouched.
+//! Ctrl-C in the middle of `cargo xtask perf-gate` (paired, the default): the terminal sends
+//! SIGINT to the whole foreground process group (xtask, `perf-services`, the workers of both
+//! sides). Afterwards no server or worker process may survive, the servers' directory must be
+//! gone, and the baselines must be untouched.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
@@ -99,9 +100,14 @@ fn ctrl_c_half_way_leaves_no_servers_and_no_baseline_changes() {
         });
     }
     let mut child = command
-        .args(["perf-gate", "--suite", "cache", "--criterion-dir"])
-        .arg(dir.path().join("criterion"))
-        .arg("--baseline-dir")
+        .args([
+            "perf-gate",
+            "--suite",
+            "cache",
+            "--base",
+            "HEAD",
+            "--baseline-dir",
+        ])
         .arg(&baselines)
         // Servers of its own, not the caller's.
         .env_remove("DATABASE_URL")
@@ -142,7 +148,7 @@ fn ctrl_c_half_way_leaves_no_servers_and_no_baseline_changes() {
         if let Some(parsed) = Servers::parse(&line) {
             servers = Some(parsed);
         }
-        if line.starts_with("perf-gate run: [") {
+        if line.starts_with("perf-gate paired: [") {
             break;
         }
     }

@@ -3,6 +3,7 @@
 
 mod confirmation;
 mod interrupt;
+mod paired;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -178,7 +179,7 @@ fn committed_reference_rules_match_the_committed_baselines() {
     let baselines = gate::baseline::read_dir(&root.join("baselines")).expect("baselines/ reads");
     let ids: Vec<&str> = baselines
         .values()
-        .flat_map(|suite| suite.benchmarks.keys().map(String::as_str))
+        .flat_map(|suite| suite.benchmarks.keys().map(gate::BenchmarkId::as_str))
         .collect();
     assert!(!config.reference_rules.is_empty());
     for rule in &config.reference_rules {

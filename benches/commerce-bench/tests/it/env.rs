@@ -13,7 +13,7 @@ use commerce_bench::{BenchEnv, cart_of, refill_uncached};
 
 #[test]
 fn the_environment_serves_and_the_uncached_refill_is_never_stale() -> anyhow::Result<()> {
-    let runtime = commerce_bench::runtime()?;
+    let runtime = bench_harness::runtime()?;
     let env = BenchEnv::start(&runtime)?;
     runtime.block_on(async {
         let tenant = TenantId::new_random();

@@ -127,10 +127,19 @@ fn shipped_policies_follow_the_table() -> anyhow::Result<()> {
     for (role, action, row) in TABLE {
         for (context, expect) in CONTEXTS.into_iter().zip(row) {
             let want = expected(role, action, expect);
-            let got = policies.evaluate(&request(&[role], action, context));
+            let request = request(&[role], action, context);
+            let got = policies.evaluate(&request);
             if got != want {
                 failures.push(format!(
                     "{role} × {action} × {context:?}: want {want:?}, got {got:?}"
+                ));
+            }
+            // The table holds the tree interpreter to the same reasons, byte for byte.
+            let interpreted = policies.evaluate_interpreted(&request);
+            if interpreted != want {
+                failures.push(format!(
+                    "{role} × {action} × {context:?} (interpreter): want {want:?}, got \
+                     {interpreted:?}"
                 ));
             }
         }
@@ -231,6 +240,7 @@ fn special_cases() -> anyhow::Result<()> {
     ];
     for (request, want) in cases {
         assert_eq!(policies.evaluate(&request), want, "{request:?}");
+        assert_eq!(policies.evaluate_interpreted(&request), want, "{request:?}");
     }
     Ok(())
 }

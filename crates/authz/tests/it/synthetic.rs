@@ -57,3 +57,33 @@ fn written_set_loads_with_the_same_version() -> anyhow::Result<()> {
     assert_eq!(from_disk.files().len(), set.files.len());
     Ok(())
 }
+
+/// The bytecode VM decides every synthetic request exactly as the tree interpreter does, reason
+/// included, and is the one that decides (no set falls back to the interpreter).
+#[test]
+fn bytecode_agrees_with_the_interpreter() -> anyhow::Result<()> {
+    let shipped = PolicySet::shipped()?;
+    assert!(shipped.uses_bytecode());
+    for size in PolicySize::ALL {
+        let set = generate(size);
+        let policies = set.compile()?;
+        assert!(policies.uses_bytecode(), "{} set", size.name());
+        for case in &set.cases {
+            assert_eq!(
+                policies.evaluate(&case.request),
+                policies.evaluate_interpreted(&case.request),
+                "{} set, {:?}",
+                size.name(),
+                case.request
+            );
+            // The same requests against the shipped policies, whose paths differ.
+            assert_eq!(
+                shipped.evaluate(&case.request),
+                shipped.evaluate_interpreted(&case.request),
+                "shipped policies, {:?}",
+                case.request
+            );
+        }
+    }
+    Ok(())
+}

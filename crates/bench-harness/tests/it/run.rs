@@ -111,8 +111,11 @@ fn a_real_run_writes_per_benchmark_allocation_totals() {
         &[&sync_loops, &async_loop],
     )
     .unwrap();
-    assert!(summary.unmatched.is_empty(), "{:?}", summary.unmatched);
-    assert_eq!(summary.written.len(), 6, "{:?}", summary.written);
+    let written = &summary.allocations;
+    assert!(written.unmatched.is_empty(), "{:?}", written.unmatched);
+    assert_eq!(written.written.len(), 6, "{:?}", written.written);
+    // No group counted round trips.
+    assert_eq!(summary.round_trips, bench_harness::WriteSummary::default());
 
     let cases: [(&str, f64); 6] = [
         ("harness-it/iter", 2.0),
@@ -181,7 +184,10 @@ fn an_uncounted_run_leaves_no_counts_next_to_its_results() {
         &[&one_loop],
     )
     .unwrap();
-    assert_eq!(counted.written, vec![dir.join("allocations.json")]);
+    assert_eq!(
+        counted.allocations.written,
+        vec![dir.join("allocations.json")]
+    );
 
     // The same benchmark again without counting: its fresh timings must not keep the counts of
     // the run before.
@@ -194,4 +200,62 @@ fn an_uncounted_run_leaves_no_counts_next_to_its_results() {
     assert_eq!(removed, vec![dir.join("allocations.json")]);
     assert!(dir.join("benchmark.json").exists());
     assert!(!dir.join("allocations.json").exists());
+}
+
+/// A stand-in for the servers: counters that the routine and the setup below advance, read as
+/// `provision::RoundTripCounter` reads PostgreSQL's and Redis'.
+static STATEMENTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static COMMANDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn fake_servers() -> bench_harness::ServerCounters {
+    use std::sync::atomic::Ordering::SeqCst;
+    bench_harness::ServerCounters {
+        postgres: Ok([("SELECT $1".to_owned(), STATEMENTS.load(SeqCst))].into()),
+        redis: Ok([("get".to_owned(), COMMANDS.load(SeqCst))].into()),
+    }
+}
+
+fn counted_round_trips(c: &mut Criterion) {
+    use std::sync::atomic::Ordering::SeqCst;
+    let mut group = Group::new(c, "harness-it");
+    quick(&mut group);
+    group.count_round_trips(fake_servers);
+    // Three statements and two commands per iteration; the setup's hundred statements must not
+    // be counted.
+    group.bench("round_trips", |b| {
+        b.iter_batched(
+            || STATEMENTS.fetch_add(100, SeqCst),
+            |_| {
+                STATEMENTS.fetch_add(3, SeqCst);
+                COMMANDS.fetch_add(2, SeqCst);
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    group.finish();
+}
+
+#[test]
+fn a_group_that_counts_round_trips_writes_exact_totals_of_the_routine_alone() {
+    let _serial = serial();
+    let out = tempfile::tempdir().unwrap();
+    let summary = bench_harness::run_with(
+        Criterion::default().without_plots(),
+        out.path(),
+        &[&counted_round_trips],
+    )
+    .unwrap();
+    let path = out
+        .path()
+        .join("harness-it/round_trips/new/roundtrips.json");
+    assert_eq!(summary.round_trips.written, vec![path.clone()]);
+    let file: bench_harness::RoundTripsFile =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let n = bench_harness::ROUND_TRIP_ITERATIONS;
+    assert_eq!(file.iterations, n);
+    assert_eq!(file.postgres_statements, Some(3 * n));
+    assert_eq!(file.redis_commands, Some(2 * n));
+    assert_eq!(file.statements["SELECT $1"], 3 * n);
+    assert_eq!(file.commands["get"], 2 * n);
+    assert!(file.unavailable.is_empty());
 }

@@ -21,6 +21,11 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "COMMERCE_LISTEN", default_value = "127.0.0.1:50051")]
     listen: SocketAddr,
+    /// Address of an HTTP listener of its own serving Prometheus metrics on /metrics (e.g.
+    /// 127.0.0.1:9464; 0.0.0.0:9464 for a Prometheus in a container). Off by default: then no
+    /// metrics are recorded at all.
+    #[arg(long, env = "COMMERCE_METRICS_ADDR")]
+    metrics_addr: Option<SocketAddr>,
     /// PostgreSQL URL.
     #[arg(long, env = "DATABASE_URL")]
     database_url: String,
@@ -64,7 +69,7 @@ struct Args {
     #[arg(long, env = "COMMERCE_MIGRATE")]
     migrate: bool,
     /// Size of the PostgreSQL connection pool.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = commerce::server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: u32,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
@@ -120,6 +125,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             .policy_dir
             .map_or(PolicySource::Shipped, PolicySource::Dir),
         decision_cache,
+        metrics_addr: args.metrics_addr,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the tokio runtime")?;
     runtime

@@ -11,10 +11,13 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Server;
 use tonic::transport::server::{Router, TcpIncoming};
+use tower::layer::util::{Identity, Stack};
 
 use crate::Commerce;
+use crate::metrics::GrpcMetricsLayer;
 
 mod cart;
+pub mod codec;
 pub mod identity;
 mod orders;
 mod status;
@@ -30,17 +33,26 @@ pub mod proto {
     tonic::include_proto!("commerce.v1");
 }
 
+/// The encoded `FileDescriptorSet` of `commerce.proto`: the served methods, for the gRPC metrics.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("commerce_descriptor");
+
 use proto::cart_service_server::CartServiceServer;
 use proto::order_service_server::OrderServiceServer;
 
+/// The router [`router`] builds: the services behind the gRPC metrics layer.
+pub type CommerceRouter = Router<Stack<GrpcMetricsLayer, Identity>>;
+
 /// The cart service, the order service and the standard gRPC health service (reporting both as
-/// serving), with a tracing span per call.
-pub async fn router(commerce: Commerce) -> Router {
+/// serving), with a tracing span per call, and the gRPC metrics when `commerce` records metrics
+/// (see [`Commerce::with_metrics`]).
+pub async fn router(commerce: Commerce) -> CommerceRouter {
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<CartServiceServer<CartApi>>().await;
     reporter.set_serving::<OrderServiceServer<OrderApi>>().await;
+    let metrics = commerce.metrics().map(|metrics| Arc::clone(metrics.grpc()));
     Server::builder()
         .trace_fn(|request| tracing::info_span!("grpc", path = %request.uri().path()))
+        .layer(GrpcMetricsLayer::new(metrics))
         .add_service(health)
         .add_service(CartServiceServer::new(CartApi::new(
             commerce.carts,

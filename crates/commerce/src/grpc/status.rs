@@ -11,14 +11,15 @@ pub fn to_status(error: Error) -> Status {
     match error {
         Error::InvalidArgument(message) => Status::invalid_argument(message),
         Error::NotFound(_) => Status::not_found(error.to_string()),
-        Error::ProductInactive(_) | Error::OutOfStock(_) | Error::EmptyCart => {
-            Status::failed_precondition(error.to_string())
-        }
-        Error::IdempotencyKeyReused => Status::already_exists(error.to_string()),
+        Error::ProductInactive(_)
+        | Error::OutOfStock(_)
+        | Error::EmptyCart
+        | Error::TotalOverflow => Status::failed_precondition(error.to_string()),
         Error::Unavailable(_) => {
             tracing::warn!(error = %chain(&error), "database unavailable");
             Status::unavailable("database unavailable, retry later")
         }
+        Error::DatabaseDown => Status::unavailable("database unavailable, retry later"),
         Error::Conflict(_) => {
             tracing::warn!(error = %chain(&error), "transaction conflict");
             Status::aborted("transaction conflict, retry")
@@ -65,8 +66,9 @@ mod tests {
             (Error::InvalidArgument("bad".into()), Code::InvalidArgument),
             (Error::NotFound("order"), Code::NotFound),
             (Error::EmptyCart, Code::FailedPrecondition),
+            (Error::TotalOverflow, Code::FailedPrecondition),
+            (Error::DatabaseDown, Code::Unavailable),
             (Error::OutOfStock(vec![]), Code::FailedPrecondition),
-            (Error::IdempotencyKeyReused, Code::AlreadyExists),
             (
                 Error::Unavailable(sqlx::Error::PoolTimedOut),
                 Code::Unavailable,

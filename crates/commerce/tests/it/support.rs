@@ -17,7 +17,6 @@ use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{ProductId, TenantId, UserId};
 use provision::{RedisNamespace, TestDatabase};
 use sqlx::PgPool;
-use sqlx::postgres::PgPoolOptions;
 use tonic::transport::Channel;
 
 /// One test's database, Redis namespaces and services.
@@ -47,7 +46,7 @@ impl Env {
             .database(&commerce::MIGRATOR)
             .await
             .context("creating a test database")?;
-        let pool = PgPoolOptions::new()
+        let pool = commerce::db::pool_options()
             .max_connections(10)
             .acquire_timeout(Duration::from_secs(30))
             .connect(db.url())

@@ -1,10 +1,12 @@
-//! The JSON report; its schema is documented at the crate root and in `benches/README.md`.
+//! The JSON report; its schema is documented at the crate root.
 
 use serde::Serialize;
 
-use crate::compare::{Comparison, CountComparison, LatencyComparison, Metric, Status};
-use crate::config::Thresholds;
-use crate::report::{AppliedOverride, FingerprintReport, Report, SuiteSpeed, Verdict};
+use crate::compare::{
+    Comparison, CountComparison, LatencyComparison, Metric, RoundTripComparison, Status,
+};
+use crate::config::{ConfigChange, Thresholds};
+use crate::report::{AppliedOverride, FingerprintReport, Mode, Report, SuiteSpeed, Verdict};
 
 /// The version of the schema below; bumped on any incompatible change.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -14,6 +16,10 @@ struct JsonReport<'a> {
     schema_version: u32,
     verdict: Verdict,
     error: Option<&'a str>,
+    /// `paired` or `stored`; `null` in an error report.
+    mode: Option<&'static str>,
+    /// The base revision in paired mode.
+    base: Option<JsonBase<'a>>,
     summary: Summary,
     thresholds: Option<&'a Thresholds>,
     alpha: Option<f64>,
@@ -21,7 +27,16 @@ struct JsonReport<'a> {
     unused_overrides: &'a [String],
     warnings: &'a [String],
     speeds: &'a [SuiteSpeed],
+    config_changes: &'a [ConfigChange],
+    notes: &'a [String],
     benchmarks: Vec<JsonBenchmark<'a>>,
+}
+
+#[derive(Serialize)]
+struct JsonBase<'a> {
+    rev: &'a str,
+    commit: &'a str,
+    same_as_working_tree: bool,
 }
 
 #[derive(Serialize, Default)]
@@ -32,6 +47,7 @@ struct Summary {
     unchanged: usize,
     new: usize,
     missing: usize,
+    removed: usize,
 }
 
 #[derive(Serialize)]
@@ -48,16 +64,31 @@ struct JsonBenchmark<'a> {
     latency: Option<&'a LatencyComparison>,
     allocations: Option<&'a CountComparison>,
     bytes: Option<&'a CountComparison>,
+    round_trips: Option<&'a RoundTripComparison>,
     notes: &'a [String],
     confirmation: Option<&'a Comparison>,
 }
 
 /// Renders the report as pretty-printed JSON (with a final newline).
 pub fn render(report: &Report) -> String {
+    let base = match &report.mode {
+        Mode::Stored => None,
+        Mode::Paired {
+            base,
+            commit,
+            same_as_working_tree,
+        } => Some(JsonBase {
+            rev: base,
+            commit,
+            same_as_working_tree: *same_as_working_tree,
+        }),
+    };
     let json = JsonReport {
         schema_version: SCHEMA_VERSION,
         verdict: report.verdict,
         error: None,
+        mode: Some(report.mode.name()),
+        base,
         summary: Summary {
             total: report.benchmarks.len(),
             regressed: report.count(Status::Regressed),
@@ -65,6 +96,7 @@ pub fn render(report: &Report) -> String {
             unchanged: report.count(Status::Unchanged),
             new: report.count(Status::New),
             missing: report.count(Status::Missing),
+            removed: report.count(Status::Removed),
         },
         thresholds: Some(&report.thresholds),
         alpha: Some(report.alpha),
@@ -72,12 +104,14 @@ pub fn render(report: &Report) -> String {
         unused_overrides: &report.unused_overrides,
         warnings: &report.warnings,
         speeds: &report.speeds,
+        config_changes: &report.config_changes,
+        notes: &report.notes,
         benchmarks: report
             .benchmarks
             .iter()
             .map(|b| JsonBenchmark {
-                id: &b.id,
-                suite: &b.suite,
+                id: b.id.as_str(),
+                suite: b.id.suite(),
                 status: b.status(),
                 regressions: b.regressions(),
                 improvements: b.improvements(),
@@ -87,6 +121,7 @@ pub fn render(report: &Report) -> String {
                 latency: b.measured.latency.as_ref(),
                 allocations: b.measured.allocations.as_ref(),
                 bytes: b.measured.bytes.as_ref(),
+                round_trips: b.measured.round_trips.as_ref(),
                 notes: &b.measured.notes,
                 confirmation: b.confirmation.as_ref(),
             })
@@ -102,6 +137,8 @@ pub fn render_error(message: &str) -> String {
         schema_version: SCHEMA_VERSION,
         verdict: Verdict::Error,
         error: Some(message),
+        mode: None,
+        base: None,
         summary: Summary::default(),
         thresholds: None,
         alpha: None,
@@ -109,6 +146,8 @@ pub fn render_error(message: &str) -> String {
         unused_overrides: &[],
         warnings: &[],
         speeds: &[],
+        config_changes: &[],
+        notes: &[],
         benchmarks: Vec::new(),
     })
 }

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 
 use super::{change_cell, mismatch_lines, reason};
 use crate::compare::Status;
-use crate::report::{BenchmarkReport, Report};
+use crate::report::{BenchmarkReport, Mode, Report};
 
 /// Escapes text for an attribute value: like [`escape`], and line breaks as character
 /// references, because parsers turn literal ones in attributes into spaces.
@@ -42,10 +42,26 @@ fn escape(text: &str) -> String {
 pub fn render(report: &Report) -> String {
     let mut suites: BTreeMap<&str, Vec<&BenchmarkReport>> = BTreeMap::new();
     for b in &report.benchmarks {
-        suites.entry(&b.suite).or_default().push(b);
+        suites.entry(b.id.suite()).or_default().push(b);
     }
-    let failures = report.count(Status::Regressed);
-    let skipped = report.count(Status::New) + report.count(Status::Missing);
+    // In paired mode a missing benchmark fails the gate (see `Report::refresh_verdict`).
+    let missing_fails = matches!(report.mode, Mode::Paired { .. });
+    let fails = |status: Status| {
+        status == Status::Regressed || (missing_fails && status == Status::Missing)
+    };
+    let failures = report
+        .benchmarks
+        .iter()
+        .filter(|b| fails(b.status()))
+        .count();
+    let skipped = report
+        .benchmarks
+        .iter()
+        .filter(|b| {
+            matches!(b.status(), Status::New | Status::Missing | Status::Removed)
+                && !fails(b.status())
+        })
+        .count();
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     let _ = writeln!(
         out,
@@ -53,14 +69,19 @@ pub fn render(report: &Report) -> String {
         report.benchmarks.len()
     );
     for (suite, benchmarks) in suites {
-        let count = |status: Status| benchmarks.iter().filter(|b| b.status() == status).count();
+        let failed = benchmarks.iter().filter(|b| fails(b.status())).count();
+        let skipped = benchmarks
+            .iter()
+            .filter(|b| {
+                matches!(b.status(), Status::New | Status::Missing | Status::Removed)
+                    && !fails(b.status())
+            })
+            .count();
         let _ = writeln!(
             out,
-            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"0\" skipped=\"{}\">",
+            "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"{skipped}\">",
             escape(suite),
             benchmarks.len(),
-            count(Status::Regressed),
-            count(Status::New) + count(Status::Missing)
         );
         let mismatch = report
             .fingerprint
@@ -82,7 +103,7 @@ pub fn render(report: &Report) -> String {
                 out,
                 "    <testcase classname=\"perf-gate.{}\" name=\"{}\" time=\"0\"",
                 escape(suite),
-                escape(&b.id)
+                escape(b.id.as_str())
             );
             let change = format!("change (time / allocs / bytes): {}", change_cell(b));
             let why = reason(b);
@@ -101,7 +122,14 @@ pub fn render(report: &Report) -> String {
                         escape(&details)
                     );
                 }
-                Status::New | Status::Missing => {
+                Status::Missing if missing_fails => {
+                    let _ = writeln!(
+                        out,
+                        ">\n      <failure type=\"missing\" message=\"missing\">{}</failure>\n    </testcase>",
+                        escape(&details)
+                    );
+                }
+                Status::New | Status::Missing | Status::Removed => {
                     let _ = writeln!(
                         out,
                         ">\n      <skipped message=\"{}: {}\"/>\n    </testcase>",

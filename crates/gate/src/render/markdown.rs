@@ -4,25 +4,30 @@
 use std::fmt::Write as _;
 
 use super::{
-    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, speed_lines,
-    summary_counts,
+    baseline_cell, change_cell, config_change_lines, current_cell, mismatch_lines, reason,
+    rules_line, speed_lines, summary_counts,
 };
 use crate::compare::Status;
-use crate::report::{BenchmarkReport, Report, Verdict};
+use crate::report::{BenchmarkReport, Mode, Report, Verdict};
 
 /// Escapes text for a table cell: pipes would split the cell, newlines would end the row.
 fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace('\n', " ")
 }
 
-fn table(out: &mut String, benchmarks: &[&BenchmarkReport], with_status: bool) {
+fn table(out: &mut String, mode: &Mode, benchmarks: &[&BenchmarkReport], with_status: bool) {
+    let (base, current) = match mode {
+        Mode::Stored => ("Baseline", "Current"),
+        Mode::Paired { .. } => ("Base", "Change"),
+    };
+    let columns = format!(
+        "| Benchmark | {base} | {current} | Difference (time / allocs / bytes / round trips) | Reason |"
+    );
     if with_status {
-        out.push_str("| Status | Benchmark | Baseline | Current | Change (time / allocs / bytes) | Reason |\n");
+        let _ = writeln!(out, "| Status {columns}");
         out.push_str("|---|---|---|---|---|---|\n");
     } else {
-        out.push_str(
-            "| Benchmark | Baseline | Current | Change (time / allocs / bytes) | Reason |\n",
-        );
+        let _ = writeln!(out, "{columns}");
         out.push_str("|---|---|---|---|---|\n");
     }
     for b in benchmarks {
@@ -32,7 +37,7 @@ fn table(out: &mut String, benchmarks: &[&BenchmarkReport], with_status: bool) {
         let _ = writeln!(
             out,
             "| `{}` | {} | {} | {} | {} |",
-            cell(&b.id),
+            cell(b.id.as_str()),
             cell(&baseline_cell(b)),
             cell(&current_cell(b)),
             cell(&change_cell(b)),
@@ -46,16 +51,32 @@ pub fn render(report: &Report) -> String {
     let mut out = String::new();
     let total = report.benchmarks.len();
     let regressed = report.count(Status::Regressed);
+    let missing = match report.mode {
+        Mode::Paired { .. } if report.count(Status::Missing) > 0 => {
+            format!(", {} missing", report.count(Status::Missing))
+        }
+        _ => String::new(),
+    };
     let _ = match report.verdict {
         Verdict::Fail => writeln!(
             out,
-            "## ❌ Performance gate: FAIL — {regressed} of {total} benchmarks regressed\n"
+            "## ❌ Performance gate: FAIL — {regressed} of {total} benchmarks regressed{missing}\n"
         ),
         _ => writeln!(
             out,
             "## ✅ Performance gate: PASS — no regression in {total} benchmarks\n"
         ),
     };
+
+    let _ = writeln!(out, "_{}_\n", cell(&report.mode.describe()));
+    let changes = config_change_lines(report);
+    if !changes.is_empty() {
+        out.push_str("> [!WARNING]\n");
+        for line in &changes {
+            let _ = writeln!(out, "> - {}", cell(line));
+        }
+        out.push('\n');
+    }
 
     for mismatch in &report.fingerprint.mismatches {
         out.push_str("> [!WARNING]\n");
@@ -70,13 +91,16 @@ pub fn render(report: &Report) -> String {
         out.push('\n');
     }
 
+    let missing_fails = matches!(report.mode, Mode::Paired { .. });
     let offending: Vec<&BenchmarkReport> = report
         .benchmarks
         .iter()
-        .filter(|b| b.status() == Status::Regressed)
+        .filter(|b| {
+            b.status() == Status::Regressed || (missing_fails && b.status() == Status::Missing)
+        })
         .collect();
     if !offending.is_empty() {
-        table(&mut out, &offending, false);
+        table(&mut out, &report.mode, &offending, false);
         out.push('\n');
     }
 
@@ -87,19 +111,23 @@ pub fn render(report: &Report) -> String {
     for warning in &report.warnings {
         let _ = writeln!(out, "- ⚠️ {}", cell(warning));
     }
+    for note in &report.notes {
+        let _ = writeln!(out, "- {}", cell(note));
+    }
     for glob in &report.unused_overrides {
         let _ = writeln!(out, "- the override `{}` matched no benchmark", cell(glob));
     }
     if !report.warnings.is_empty()
         || !report.unused_overrides.is_empty()
         || !report.speeds.is_empty()
+        || !report.notes.is_empty()
     {
         out.push('\n');
     }
 
     let _ = writeln!(out, "<details><summary>All {total} benchmarks</summary>\n");
     let all: Vec<&BenchmarkReport> = report.benchmarks.iter().collect();
-    table(&mut out, &all, true);
+    table(&mut out, &report.mode, &all, true);
     let _ = writeln!(out, "\n{}\n\n</details>", rules_line(report));
     out
 }

@@ -3,11 +3,11 @@
 use std::fmt::Write as _;
 
 use super::{
-    baseline_cell, change_cell, current_cell, mismatch_lines, reason, rules_line, speed_lines,
-    summary_counts,
+    baseline_cell, change_cell, config_change_lines, current_cell, mismatch_lines, reason,
+    rules_line, speed_lines, summary_counts,
 };
 use crate::compare::Status;
-use crate::report::{Report, Verdict};
+use crate::report::{Mode, Report, Verdict};
 
 const RED: &str = "\x1b[1;31m";
 const GREEN: &str = "\x1b[32m";
@@ -27,7 +27,7 @@ fn status_colour(status: Status) -> &'static str {
     match status {
         Status::Regressed => RED,
         Status::Improved => GREEN,
-        Status::New | Status::Missing => YELLOW,
+        Status::New | Status::Missing | Status::Removed => YELLOW,
         Status::Unchanged => DIM,
     }
 }
@@ -37,13 +37,18 @@ pub fn render(report: &Report, colour: bool) -> String {
     let mut out = String::new();
     let warnings = fingerprint_warning(report, colour);
     out.push_str(&warnings);
+    let _ = writeln!(out, "{}\n", report.mode.describe());
 
+    let (base, current) = match report.mode {
+        Mode::Stored => ("BASELINE", "CURRENT"),
+        Mode::Paired { .. } => ("BASE", "CHANGE"),
+    };
     let header = [
         "STATUS",
         "BENCHMARK",
-        "BASELINE",
-        "CURRENT",
-        "CHANGE (TIME / ALLOCS / BYTES)",
+        base,
+        current,
+        "DIFFERENCE (TIME / ALLOCS / BYTES / ROUND TRIPS)",
         "REASON",
     ];
     let rows: Vec<[String; 6]> = report
@@ -52,7 +57,7 @@ pub fn render(report: &Report, colour: bool) -> String {
         .map(|b| {
             [
                 b.status().as_str().to_owned(),
-                b.id.clone(),
+                b.id.to_string(),
                 baseline_cell(b),
                 current_cell(b),
                 change_cell(b),
@@ -99,6 +104,16 @@ pub fn render(report: &Report, colour: bool) -> String {
             paint(&format!("warning: {warning}"), YELLOW, colour)
         );
     }
+    for line in config_change_lines(report) {
+        let _ = writeln!(
+            out,
+            "{}",
+            paint(&format!("warning: {line}"), YELLOW, colour)
+        );
+    }
+    for note in &report.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     for glob in &report.unused_overrides {
         let _ = writeln!(out, "note: the override `{glob}` matched no benchmark");
     }
@@ -107,7 +122,12 @@ pub fn render(report: &Report, colour: bool) -> String {
         Verdict::Fail => paint("FAIL", RED, colour),
         Verdict::Error => paint("ERROR", RED, colour),
     };
-    let _ = writeln!(out, "perf-gate: {verdict} — {}", summary_counts(report));
+    let _ = writeln!(
+        out,
+        "perf-gate: {verdict} — {} ({} mode)",
+        summary_counts(report),
+        report.mode.name()
+    );
     let _ = writeln!(out, "{}", rules_line(report));
     // Repeated at the end, where the eye lands, so a mismatch cannot scroll away.
     out.push_str(&warnings);

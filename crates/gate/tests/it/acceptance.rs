@@ -16,7 +16,7 @@ fn statuses(report: &gate::Report) -> Vec<(String, Status)> {
     report
         .benchmarks
         .iter()
-        .map(|b| (b.id.clone(), b.status()))
+        .map(|b| (b.id.to_string(), b.status()))
         .collect()
 }
 

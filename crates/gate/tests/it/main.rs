@@ -3,6 +3,7 @@
 
 mod acceptance;
 mod errors;
+mod golden;
 mod refresh;
 mod reports;
 

@@ -53,7 +53,11 @@ fn refresh_is_deterministic_and_replaces_the_suite_as_a_whole() {
     // After the suite lost `async` and gained `extra`, so did its baseline.
     refresh("added-removed", dir.path());
     let baseline = gate::baseline::read_file(&dir.path().join("calibration.json")).unwrap();
-    let ids: Vec<_> = baseline.benchmarks.keys().map(String::as_str).collect();
+    let ids: Vec<_> = baseline
+        .benchmarks
+        .keys()
+        .map(gate::BenchmarkId::as_str)
+        .collect();
     assert_eq!(
         ids,
         [

@@ -1,6 +1,7 @@
 //! Integration tests of service provisioning, against real servers.
 
 mod choice;
+mod counter;
 mod isolation;
 mod lifecycle;
 mod redis_server;

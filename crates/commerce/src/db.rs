@@ -1,0 +1,346 @@
+//! How the services talk to PostgreSQL: the pool's settings, the retry of a statement that met a
+//! dead pooled connection, and a circuit breaker.
+//!
+//! # One round trip per operation
+//!
+//! Every operation is one statement (the writes call the server-side functions of migration
+//! `0005`), and the pool does not ping a connection before handing it out (sqlx's
+//! `test_before_acquire`, a round trip per checkout). A connection the server closed while it sat
+//! in the pool (a restart, `pg_terminate_backend`, an idle timeout) is found by the statement
+//! itself, and [`retry_stale`] runs the statement again on another connection when that is safe.
+//! A connection idle for longer than [`PING_IDLE_AFTER`] is still pinged before use: after a
+//! quiet spell one round trip is cheap, and it spares a stale connection's failure.
+//!
+//! # The breaker
+//!
+//! When the database cannot be reached, calls fail at once with `UNAVAILABLE` instead of each
+//! waiting out the pool's acquire timeout, and a background probe closes the breaker as soon as
+//! the database answers again.
+//!
+//! The Redis caches have the same idea (`tiered_cache`'s breaker, the cart cache's cool-down),
+//! but there the answer is the fallback (PostgreSQL, L1, the loader); here there is none, so the
+//! point is only to answer quickly and to come back quickly: a call in flight when the database
+//! went away still waits for its timeout, but every call after it is refused in microseconds
+//! while the probe — one connection attempt every [`PROBE_INTERVAL`], each bounded by
+//! [`PROBE_TIMEOUT`] — watches for the database's return. A pool that timed out, or a server
+//! that refused a connection for their number (`53300`), may only be busy: then one connection
+//! of the breaker's own decides, and the breaker opens only if that fails too (a spike of load
+//! must not become an outage of its own making).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool, Postgres};
+
+use crate::Error;
+use crate::metrics::Metrics;
+
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+pub const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
+
+/// The pool options every user of the commerce services should start from: no ping on every
+/// checkout, a ping after [`PING_IDLE_AFTER`] of idleness (see the module docs).
+pub fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .test_before_acquire(false)
+        .before_acquire(|connection, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_IDLE_AFTER {
+                    connection.ping().await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
+/// Whether a statement may run again after its connection failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Replay {
+    /// It only reads: running it twice is harmless, so any broken connection is retried.
+    Read,
+    /// It writes: it is retried only when the server ended the session of an idle connection
+    /// (`57P01` admin shutdown: `pg_terminate_backend`, a server restart), which a backend
+    /// reports when it next reads a command, before running it. Not on `57P02` (crash shutdown,
+    /// sent from a signal handler, possibly after the commit) nor when the connection just
+    /// broke: then the statement may have committed.
+    Write,
+}
+
+/// What a statement does, for the `operation` label of `commerce_db_query_seconds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    AddItem,
+    RemoveItem,
+    ClearCart,
+    LoadCart,
+    CreateOrder,
+    GetOrder,
+    ListOrders,
+}
+
+impl Operation {
+    /// Every operation, in discriminant order.
+    pub const ALL: [Operation; 7] = [
+        Operation::AddItem,
+        Operation::RemoveItem,
+        Operation::ClearCart,
+        Operation::LoadCart,
+        Operation::CreateOrder,
+        Operation::GetOrder,
+        Operation::ListOrders,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::AddItem => "add_item",
+            Operation::RemoveItem => "remove_item",
+            Operation::ClearCart => "clear_cart",
+            Operation::LoadCart => "load_cart",
+            Operation::CreateOrder => "create_order",
+            Operation::GetOrder => "get_order",
+            Operation::ListOrders => "list_orders",
+        }
+    }
+}
+
+/// Runs `statement` on a connection of `pool` and, while it fails on a pooled connection that
+/// turns out to be dead, runs it again on another one: at most once per pooled connection plus
+/// one, so a pool whose every connection the server killed recovers in one call, and a database
+/// that is really gone still fails (the next attempts need a new connection, and that fails
+/// differently).
+///
+/// The connection is acquired here, explicitly, so that with `metrics` the wait for it
+/// (`commerce_db_pool_acquire_seconds`) and the statement (`commerce_db_query_seconds` of
+/// `operation`) are timed apart; without metrics nothing is timed. `statement` owns the
+/// connection (and returns it to the pool by dropping it): a closure over `&mut PgConnection`
+/// would make the handlers' futures generic over that borrow's lifetime, which rustc cannot
+/// prove `Send` for.
+pub(crate) async fn retry_stale<T, F, Fut>(
+    pool: &PgPool,
+    metrics: Option<&Metrics>,
+    operation: Operation,
+    replay: Replay,
+    mut statement: F,
+) -> Result<T, sqlx::Error>
+where
+    F: FnMut(PoolConnection<Postgres>) -> Fut,
+    Fut: Future<Output = Result<T, sqlx::Error>>,
+{
+    let attempts = pool.options().get_max_connections() + 1;
+    let mut attempt = 1;
+    loop {
+        let result = match metrics {
+            None => match pool.acquire().await {
+                Ok(connection) => statement(connection).await,
+                Err(error) => Err(error),
+            },
+            Some(metrics) => {
+                let asked = Instant::now();
+                let acquired = pool.acquire().await;
+                let got = Instant::now();
+                metrics.connection_acquired(got - asked);
+                match acquired {
+                    Ok(connection) => {
+                        let result = statement(connection).await;
+                        metrics.statement_ran(operation, got.elapsed());
+                        result
+                    }
+                    Err(error) => Err(error),
+                }
+            }
+        };
+        match result {
+            Err(error) if attempt < attempts && is_stale(&error, replay) => {
+                tracing::debug!(%error, attempt, "dead pooled connection; running the statement again");
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether `error` says the connection was dead, in a way that makes running the statement again
+/// safe for `replay`.
+fn is_stale(error: &sqlx::Error, replay: Replay) -> bool {
+    match error {
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("57P01") => true,
+            Some("57P02") => replay == Replay::Read,
+            _ => false,
+        },
+        sqlx::Error::Io(io) => {
+            replay == Replay::Read
+                && matches!(
+                    io.kind(),
+                    std::io::ErrorKind::UnexpectedEof
+                        | std::io::ErrorKind::ConnectionReset
+                        | std::io::ErrorKind::ConnectionAborted
+                        | std::io::ErrorKind::BrokenPipe
+                )
+        }
+        _ => false,
+    }
+}
+
+/// How often the probe tries the database while the breaker is open.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// How long one probe may take: a connection and a `SELECT 1`.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// The breaker of one pool; cheap to clone (the clones share the state).
+#[derive(Clone, Debug)]
+pub struct Breaker {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    open: AtomicBool,
+    /// A [`Breaker::check`] is running.
+    checking: AtomicBool,
+    options: PgConnectOptions,
+    trips: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// What the breaker did so far.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BreakerStats {
+    /// Times it opened (the database became unreachable).
+    pub trips: u64,
+    /// Calls refused at once while it was open.
+    pub rejected: u64,
+    /// Whether it is open now.
+    pub open: bool,
+}
+
+impl Breaker {
+    /// A closed breaker for `pool`; the probe connects with the pool's own options.
+    pub fn new(pool: &PgPool) -> Self {
+        Breaker {
+            inner: Arc::new(Inner {
+                open: AtomicBool::new(false),
+                checking: AtomicBool::new(false),
+                options: (*pool.connect_options()).clone(),
+                trips: AtomicU64::new(0),
+                rejected: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// Runs `operation` unless the breaker is open (then [`Error::DatabaseDown`] at once), and
+    /// opens it if the operation found the database unreachable ([`Error::Unavailable`]).
+    pub async fn guard<T>(
+        &self,
+        operation: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        if self.inner.open.load(Ordering::Acquire) {
+            self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+            return Err(Error::DatabaseDown);
+        }
+        let result = operation.await;
+        if let Err(Error::Unavailable(error)) = &result {
+            if is_saturation(error) {
+                self.check();
+            } else {
+                self.trip();
+            }
+        }
+        result
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> BreakerStats {
+        BreakerStats {
+            trips: self.inner.trips.load(Ordering::Relaxed),
+            rejected: self.inner.rejected.load(Ordering::Relaxed),
+            open: self.inner.open.load(Ordering::Acquire),
+        }
+    }
+
+    /// The pool timed out, or the server refused a connection for their number: an overload
+    /// or an outage? One connection attempt tells, in the background; only an outage opens the
+    /// breaker (refusing every call because the pool is busy would turn a spike into an outage).
+    fn check(&self) {
+        if self.inner.checking.swap(true, Ordering::AcqRel) {
+            return; // a check is running
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let answers = answers(&inner.options).await;
+            inner.checking.store(false, Ordering::Release);
+            if !answers {
+                Breaker { inner }.trip();
+            }
+        });
+    }
+
+    fn trip(&self) {
+        if self.inner.open.swap(true, Ordering::AcqRel) {
+            return; // already open: its probe is running
+        }
+        self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("PostgreSQL unreachable: refusing calls until it answers again");
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(probe(weak));
+    }
+}
+
+/// Tries the database until it answers, then closes the breaker. Stops if the breaker is gone.
+async fn probe(weak: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(PROBE_INTERVAL).await;
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        if answers(&inner.options).await {
+            inner.open.store(false, Ordering::Release);
+            tracing::info!("PostgreSQL answers again: calls are let through");
+            return;
+        }
+    }
+}
+
+/// Whether the database answers a connection of its own within [`PROBE_TIMEOUT`]: it runs a
+/// `SELECT 1`, or refuses the connection for their number (`53300`: it is up, only full).
+async fn answers(options: &PgConnectOptions) -> bool {
+    let attempt = async {
+        let mut connection = options.connect().await?;
+        sqlx::query("SELECT 1").execute(&mut connection).await?;
+        connection.close().await
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
+        Ok(Ok(())) => true,
+        Ok(Err(error)) => is_saturation(&error) && !matches!(error, sqlx::Error::PoolTimedOut),
+        Err(_) => false,
+    }
+}
+
+/// Errors that a busy database gives as well as an unreachable one.
+fn is_saturation(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(db) => db.code().as_deref() == Some("53300"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_listed_in_discriminant_order() {
+        for (index, operation) in Operation::ALL.iter().enumerate() {
+            assert_eq!(*operation as usize, index, "{operation:?}");
+        }
+    }
+}
