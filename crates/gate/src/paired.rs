@@ -361,7 +361,11 @@ pub fn judge_paired(options: &PairedOptions, results: &PairedResults) -> Report 
                     .as_ref()
                     .map(|second| judged(second, base, candidate)),
             ),
-            Some(PairedBenchmark::CandidateOnly { .. }) => (Comparison::new_in_change(), None),
+            Some(PairedBenchmark::CandidateOnly { candidate }) => {
+                let mut new = Comparison::new_in_change();
+                new.notes.push(measured_alone(candidate));
+                (new, None)
+            }
             Some(PairedBenchmark::BaseOnly) | None if removed_by_change(id) => {
                 (Comparison::removed(), None)
             }
@@ -534,4 +538,29 @@ mod tests {
         assert!(c.notes[0].contains("not decided"), "{:?}", c.notes);
         assert!(c.notes[0].contains("time cap"), "{:?}", c.notes);
     }
+}
+
+/// What a benchmark measured on one side only shows: its numbers, so that a new benchmark's
+/// first figures are in the report that introduces it.
+fn measured_alone(measured: &Measurement) -> String {
+    use crate::render::{format_count, format_time};
+    let mut parts = vec![format!("median {}", format_time(measured.median_ns))];
+    if let Some(allocations) = measured.allocations_per_iteration {
+        parts.push(format!("{} allocations", format_count(allocations)));
+    }
+    if let Some(bytes) = measured.bytes_per_iteration {
+        parts.push(format!("{} bytes", format_count(bytes)));
+    }
+    if let Some(round_trips) = &measured.round_trips {
+        if let Some(statements) = round_trips.postgres_statements {
+            parts.push(format!(
+                "{} PostgreSQL statements",
+                format_count(statements)
+            ));
+        }
+        if let Some(commands) = round_trips.redis_commands {
+            parts.push(format!("{} Redis commands", format_count(commands)));
+        }
+    }
+    format!("measured alone: {} per iteration", parts.join(", "))
 }
