@@ -455,6 +455,31 @@ pub fn judge_paired(options: &PairedOptions, results: &PairedResults) -> Report 
     report
 }
 
+/// What a benchmark measured on one side only shows: its numbers, so that a new benchmark's
+/// first figures are in the report that introduces it.
+fn measured_alone(measured: &Measurement) -> String {
+    use crate::render::{format_count, format_time};
+    let mut parts = vec![format!("median {}", format_time(measured.median_ns))];
+    if let Some(allocations) = measured.allocations_per_iteration {
+        parts.push(format!("{} allocations", format_count(allocations)));
+    }
+    if let Some(bytes) = measured.bytes_per_iteration {
+        parts.push(format!("{} bytes", format_count(bytes)));
+    }
+    if let Some(round_trips) = &measured.round_trips {
+        if let Some(statements) = round_trips.postgres_statements {
+            parts.push(format!(
+                "{} PostgreSQL statements",
+                format_count(statements)
+            ));
+        }
+        if let Some(commands) = round_trips.redis_commands {
+            parts.push(format!("{} Redis commands", format_count(commands)));
+        }
+    }
+    format!("measured alone: {} per iteration", parts.join(", "))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,29 +563,4 @@ mod tests {
         assert!(c.notes[0].contains("not decided"), "{:?}", c.notes);
         assert!(c.notes[0].contains("time cap"), "{:?}", c.notes);
     }
-}
-
-/// What a benchmark measured on one side only shows: its numbers, so that a new benchmark's
-/// first figures are in the report that introduces it.
-fn measured_alone(measured: &Measurement) -> String {
-    use crate::render::{format_count, format_time};
-    let mut parts = vec![format!("median {}", format_time(measured.median_ns))];
-    if let Some(allocations) = measured.allocations_per_iteration {
-        parts.push(format!("{} allocations", format_count(allocations)));
-    }
-    if let Some(bytes) = measured.bytes_per_iteration {
-        parts.push(format!("{} bytes", format_count(bytes)));
-    }
-    if let Some(round_trips) = &measured.round_trips {
-        if let Some(statements) = round_trips.postgres_statements {
-            parts.push(format!(
-                "{} PostgreSQL statements",
-                format_count(statements)
-            ));
-        }
-        if let Some(commands) = round_trips.redis_commands {
-            parts.push(format!("{} Redis commands", format_count(commands)));
-        }
-    }
-    format!("measured alone: {} per iteration", parts.join(", "))
 }
