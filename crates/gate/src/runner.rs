@@ -552,16 +552,8 @@ pub fn run_suite<'w>(
                     round_trips,
                 },
             ) => {
-                let (id, warm_up, count) = (id.clone(), *warm_up, *round_trips);
-                observe(Observation::Started { id: id.clone() });
-                let began = Instant::now();
-                let candidate_alone = measure_alone(candidate, settings, warm_up, count)?;
-                observe(Observation::Finished {
-                    id: id.clone(),
-                    summary: "new: measured on the change's side only".to_owned(),
-                    elapsed: began.elapsed(),
-                });
-                results.benchmarks.insert(id, candidate_alone);
+                let new = measure_new(candidate, settings, id, *warm_up, *round_trips, observe)?;
+                results.benchmarks.insert(id.clone(), new);
                 send_all(candidate, &Order::Next)?;
                 at_candidate = next_all(candidate)?;
             }
@@ -591,16 +583,15 @@ pub fn run_suite<'w>(
                     send_all(base, &Order::Next)?;
                     at_base = next_all(base)?;
                 } else if !of_base.contains(candidate_id) {
-                    let (id, warm_up, count) = (candidate_id.clone(), *warm_up, *round_trips);
-                    observe(Observation::Started { id: id.clone() });
-                    let began = Instant::now();
-                    let alone = measure_alone(candidate, settings, warm_up, count)?;
-                    observe(Observation::Finished {
-                        id: id.clone(),
-                        summary: "new: measured on the change's side only".to_owned(),
-                        elapsed: began.elapsed(),
-                    });
-                    results.benchmarks.insert(id, alone);
+                    let new = measure_new(
+                        candidate,
+                        settings,
+                        candidate_id,
+                        *warm_up,
+                        *round_trips,
+                        observe,
+                    )?;
+                    results.benchmarks.insert(candidate_id.clone(), new);
                     send_all(candidate, &Order::Next)?;
                     at_candidate = next_all(candidate)?;
                 } else {
@@ -1091,6 +1082,26 @@ fn measure_pair<'w>(
             confirmation: None,
         },
     })
+}
+
+/// A benchmark only the change has, measured alone, with its progress lines.
+fn measure_new<'w>(
+    candidate: &mut Side<'w>,
+    settings: &Settings,
+    id: &BenchmarkId,
+    warm_up: Duration,
+    count: bool,
+    observe: &mut dyn FnMut(Observation),
+) -> Result<PairedBenchmark, Error> {
+    observe(Observation::Started { id: id.clone() });
+    let began = Instant::now();
+    let alone = measure_alone(candidate, settings, warm_up, count)?;
+    observe(Observation::Finished {
+        id: id.clone(),
+        summary: "new: measured on the change's side only".to_owned(),
+        elapsed: began.elapsed(),
+    });
+    Ok(alone)
 }
 
 fn measure_alone<'w>(
