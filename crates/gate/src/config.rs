@@ -348,6 +348,22 @@ impl Config {
         self.overrides.iter().find(|o| o.matcher.is_match(id))
     }
 
+    /// The override that sets `id`'s thresholds, as reports show it; its glob is added to
+    /// `used` (an override no benchmark used is reported as unused).
+    pub(crate) fn applied_override(
+        &self,
+        id: &str,
+        used: &mut std::collections::BTreeSet<String>,
+    ) -> Option<crate::report::AppliedOverride> {
+        self.override_for(id).map(|o| {
+            used.insert(o.glob.clone());
+            crate::report::AppliedOverride {
+                glob: o.glob.clone(),
+                reason: o.reason.clone(),
+            }
+        })
+    }
+
     /// The thresholds for `id`: the defaults, with the first matching override applied.
     pub fn thresholds_for(&self, id: &str) -> Thresholds {
         let defaults = Thresholds::default();

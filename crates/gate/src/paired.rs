@@ -35,7 +35,7 @@ use crate::compare::{
 };
 use crate::config::{self, Config, Thresholds};
 use crate::fingerprint::Fingerprint;
-use crate::report::{AppliedOverride, BenchmarkReport, FingerprintReport, Mode, Report};
+use crate::report::{BenchmarkReport, FingerprintReport, Mode, Report};
 use crate::results::Measurement;
 use crate::stats::{Alternative, hodges_lehmann, hodges_lehmann_interval, wilcoxon_signed_rank};
 
@@ -333,13 +333,7 @@ pub fn judge_paired(options: &PairedOptions, results: &PairedResults) -> Report 
     let mut benchmarks = Vec::with_capacity(ids.len());
     for id in ids {
         let thresholds = config.thresholds_for(id.as_str());
-        let applied_override = config.override_for(id.as_str()).map(|o| {
-            used_overrides.insert(o.glob.clone());
-            AppliedOverride {
-                glob: o.glob.clone(),
-                reason: o.reason.clone(),
-            }
-        });
+        let applied_override = config.applied_override(id.as_str(), &mut used_overrides);
         let reference = config.is_reference(id.as_str());
         let judged = |sequence: &Sequence, base: &Measurement, candidate: &Measurement| {
             let comparison = compare_paired(base, candidate, sequence, &thresholds, ALPHA);

@@ -14,8 +14,7 @@ use crate::compare::{ALPHA, Comparison, compare, compare_normalized};
 use crate::config::{Config, ConfigFile, Thresholds};
 use crate::fingerprint::Fingerprint;
 use crate::report::{
-    AppliedOverride, BenchmarkReport, FingerprintMismatch, FingerprintReport, Mode, Report,
-    SuiteSpeed,
+    BenchmarkReport, FingerprintMismatch, FingerprintReport, Mode, Report, SuiteSpeed,
 };
 use crate::results::{Measurement, Results, read_results};
 
@@ -74,13 +73,7 @@ pub fn run_gate(options: &GateOptions) -> Result<Report, Error> {
     let mut benchmarks = Vec::with_capacity(ids.len());
     for id in ids {
         let thresholds = config.thresholds_for(id.as_str());
-        let applied_override = config.override_for(id.as_str()).map(|o| {
-            used_overrides.insert(o.glob.clone());
-            AppliedOverride {
-                glob: o.glob.clone(),
-                reason: o.reason.clone(),
-            }
-        });
+        let applied_override = config.applied_override(id.as_str(), &mut used_overrides);
         let measured = match (baseline_of.get(id), results.benchmarks.get(id.as_str())) {
             (Some(base), Some(current)) => {
                 in_common += 1;
