@@ -318,6 +318,29 @@ pub fn compare_normalized(
         notes.push("latency not compared: a median or the samples are unusable".to_owned());
     }
 
+    with_counts(
+        baseline,
+        current,
+        thresholds,
+        latency,
+        regressions,
+        improvements,
+        notes,
+    )
+}
+
+/// The comparison of two measurements whose latency is judged (`latency`, with what it found in
+/// `regressions`, `improvements` and `notes`): their exact counts are judged here, the same
+/// way in both modes.
+pub(crate) fn with_counts(
+    baseline: &Measurement,
+    current: &Measurement,
+    thresholds: &Thresholds,
+    latency: Option<LatencyComparison>,
+    mut regressions: Vec<Metric>,
+    mut improvements: Vec<Metric>,
+    mut notes: Vec<String>,
+) -> Comparison {
     let counts = compare_counts(
         baseline,
         current,
@@ -326,7 +349,6 @@ pub fn compare_normalized(
         &mut improvements,
         &mut notes,
     );
-
     Comparison {
         status: status_of(&regressions, &improvements),
         regressions,
@@ -340,7 +362,7 @@ pub fn compare_normalized(
 }
 
 /// The counted metrics of a comparison.
-pub(crate) struct Counts {
+struct Counts {
     pub(crate) allocations: Option<CountComparison>,
     pub(crate) bytes: Option<CountComparison>,
     pub(crate) round_trips: Option<RoundTripComparison>,
@@ -350,7 +372,7 @@ pub(crate) struct Counts {
 /// regresses when it grows by more than its threshold and by at least its minimum change
 /// ([`MIN_COUNT_CHANGE`], [`MIN_BYTES_CHANGE`]), from zero included; it improves in the mirror
 /// case. No statistics: the counts do not depend on the machine's speed.
-pub(crate) fn compare_counts(
+fn compare_counts(
     baseline: &Measurement,
     current: &Measurement,
     thresholds: &Thresholds,

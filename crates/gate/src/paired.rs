@@ -31,7 +31,7 @@ use serde::Serialize;
 
 use crate::baseline::Baselines;
 use crate::compare::{
-    ALPHA, Comparison, LatencyComparison, Metric, compare_counts, p_text, signed_percent, status_of,
+    ALPHA, Comparison, LatencyComparison, Metric, p_text, signed_percent, with_counts,
 };
 use crate::config::{self, Config, Thresholds};
 use crate::fingerprint::Fingerprint;
@@ -232,24 +232,15 @@ pub fn compare_paired(
             None
         }
     };
-    let counts = compare_counts(
+    with_counts(
         base,
         candidate,
         thresholds,
-        &mut regressions,
-        &mut improvements,
-        &mut notes,
-    );
-    Comparison {
-        status: status_of(&regressions, &improvements),
+        latency,
         regressions,
         improvements,
-        latency,
-        allocations: counts.allocations,
-        bytes: counts.bytes,
-        round_trips: counts.round_trips,
         notes,
-    }
+    )
 }
 
 /// What a paired run measured of one benchmark.
