@@ -133,6 +133,15 @@ impl Cmd {
             .with_context(|| format!("failed to start `{}`", self.display))
     }
 
+    /// Replaces this process with the command (Unix `exec`): its exit code and its handling of
+    /// Ctrl-C become ours. Returns only if it could not be started.
+    pub(crate) fn exec(mut self) -> anyhow::Error {
+        use std::os::unix::process::CommandExt as _;
+        eprintln!("$ {}", self.display);
+        let error = self.inner.exec();
+        anyhow::Error::new(error).context(format!("failed to start `{}`", self.display))
+    }
+
     /// The command, announced, for a caller that spawns it with its own plumbing (the gate's
     /// paired runner, which talks to a bench executable over its stdin and stdout).
     pub(crate) fn into_std(self) -> Command {

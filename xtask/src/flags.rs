@@ -29,6 +29,22 @@ pub(crate) enum Command {
     /// Measure the gate itself.
     #[command(subcommand)]
     Gate(GateCommand),
+    /// Load-test the gRPC API: build commerce-server and commerce-load (optimised), then run
+    /// `commerce-load ARGS` (a profile such as `smoke`, or `serve`, `merge`, `list`; `cargo
+    /// xtask load --help` shows its flags).
+    #[command(disable_help_flag = true)]
+    Load(LoadArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// The arguments of commerce-load.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "ARGS"
+    )]
+    pub(crate) args: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]

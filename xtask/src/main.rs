@@ -10,6 +10,7 @@ mod cmd;
 mod flags;
 mod git;
 mod lint;
+mod load;
 mod mutations;
 mod paired;
 mod paths;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
             baseline::refresh(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Gate(GateCommand::Calibrate(args)) => calibrate::run(&args),
+        Command::Load(args) => load::run(&args),
     };
     match result {
         Ok(code) => code,

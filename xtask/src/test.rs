@@ -27,6 +27,10 @@ pub(crate) fn run(args: &TestArgs) -> anyhow::Result<()> {
         .args(["bench", "--workspace", "--", "--test"])
         .run()?;
     cargo().args(["test", "--workspace"]).run()?;
+    // The load test end to end, as users run it: services, data, a commerce-server process of
+    // its own, every operation for 10 s, the thresholds, the reports.
+    let smoke = ["smoke", "--duration", "10s", "--progress", "5"].map(str::to_owned);
+    crate::load::command(&paths::project_root(), &smoke)?.run()?;
     eprintln!("all checks passed");
     Ok(())
 }

@@ -1,0 +1,628 @@
+//! The generator: runs a profile's scenarios against a [`Client`] and records them.
+//!
+//! **Open model** (arrival-rate executors). A scheduler thread per scenario computes when each
+//! request is due (the integral of the rate, linear within a stage) and sleeps until then with
+//! a fine timer slack; a tokio task takes each due time, waits for an in-flight slot if all are
+//! taken, and sends. Latency counts from the due time, so a server stall shows in full even
+//! though the requests behind it are sent late. A request still unsent `max_lag` after it was
+//! due is dropped and counted, and the report says the generator could not keep up.
+//!
+//! Why a thread and not tokio's timer: tokio's timer wheel has a 1 ms resolution and rounds up,
+//! which would add half a millisecond on average to every latency measured from a due time,
+//! more than the whole service time of a cached read here.
+//!
+//! **Closed model** (VU executors). Each virtual user sends its next request when the last one
+//! is answered; the number of users follows the stages (checked every 100 ms). Latency counts
+//! from the send: a closed model has no schedule to be late against.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{Semaphore, mpsc};
+
+use crate::ops::Client;
+use crate::profile::{Load, Profile, Scenario, Stage};
+use crate::record::{GeneratorStats, Hist, MemorySample, RawRun, Recorder, step_for};
+use crate::report;
+
+/// How the generator runs, beyond the profile.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// A request this late is not sent (counted as dropped).
+    pub max_lag: Duration,
+    /// Seed of the operation and data choices.
+    pub seed: u64,
+    /// Stop at the first failed latency or error threshold (checked every progress interval).
+    pub abort_on_fail: bool,
+    /// How often to print progress on stderr; `None`: never.
+    pub progress: Option<Duration>,
+    /// The server's process, to sample its resident memory every second.
+    pub server_pid: Option<u32>,
+    /// `HOST:PORT` of the server, for the report.
+    pub target: String,
+    pub connections: usize,
+}
+
+/// Ends a run early from outside (Ctrl-C).
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    stop: Arc<AtomicBool>,
+    reason: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl StopHandle {
+    pub fn stop(&self, reason: impl Into<String>) {
+        let mut slot = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            *slot = Some(reason.into());
+        }
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    fn reason(&self) -> Option<String> {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+/// When arrivals are due, as offsets from the start of a load's first stage.
+#[derive(Clone, Debug)]
+pub struct Arrivals {
+    /// Segments: start offset, start rate, end rate, length, and the arrivals before it.
+    segments: Vec<(Duration, f64, f64, Duration, f64)>,
+}
+
+impl Arrivals {
+    /// Arrivals at `start_rate`, then along `stages` (linear from each level to the next).
+    pub fn new(start_rate: f64, stages: &[Stage]) -> Arrivals {
+        let mut segments = Vec::new();
+        let mut rate = start_rate;
+        for stage in stages {
+            segments.push((rate, stage.target, stage.duration));
+            rate = stage.target;
+        }
+        Arrivals::from_segments(&segments)
+    }
+
+    /// Arrivals along segments of `(start rate, end rate, length)`; a segment need not start
+    /// where the previous one ended (a warm-up at its own level, then the scenario).
+    pub fn from_segments(parts: &[(f64, f64, Duration)]) -> Arrivals {
+        let mut segments = Vec::new();
+        let (mut at, mut before) = (Duration::ZERO, 0.0);
+        for &(r0, r1, length) in parts {
+            segments.push((at, r0, r1, length, before));
+            before += (r0 + r1) / 2.0 * length.as_secs_f64();
+            at += length;
+        }
+        Arrivals { segments }
+    }
+
+    /// When the `n`-th arrival (from 0) is due; `None` after the last stage.
+    pub fn due(&self, n: u64) -> Option<Duration> {
+        let n = n as f64;
+        for &(at, r0, r1, length, before) in &self.segments {
+            let d = length.as_secs_f64();
+            let count = (r0 + r1) / 2.0 * d;
+            // The epsilon keeps rounding from adding an arrival on a segment's very end.
+            if n >= before + count - 1e-6 {
+                continue;
+            }
+            // Arrivals within the segment: N(t) = r0 t + (r1 - r0) t² / 2d; solve N(t) = m.
+            let m = n - before;
+            let a = (r1 - r0) / (2.0 * d);
+            let t = if a.abs() < 1e-12 {
+                m / r0
+            } else {
+                let discriminant = (r0 * r0 + 4.0 * a * m).max(0.0);
+                (-r0 + discriminant.sqrt()) / (2.0 * a)
+            };
+            return Some(at + Duration::from_secs_f64(t.clamp(0.0, d)));
+        }
+        None
+    }
+}
+
+/// The level a scenario's warm-up runs at: its first level, or a tenth of its peak (at least
+/// one) when it starts from nothing.
+fn warmup_level(load: &Load) -> f64 {
+    if load.start > 0.0 {
+        load.start
+    } else {
+        (load.peak() / 10.0).max(1.0)
+    }
+}
+
+/// Runs `profile` and returns its raw results.
+pub async fn run(
+    profile: &Profile,
+    client: &Client,
+    options: &RunOptions,
+    stop: &StopHandle,
+) -> RawRun {
+    let warmup = profile.warmup;
+    let window = profile.duration();
+    let t0 = Instant::now() + warmup;
+    let started_unix_ms = u64::try_from(
+        (SystemTime::now() + warmup)
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or_default();
+    let step = step_for(window);
+    let cpu_before = process_cpu_seconds();
+
+    let memory = Arc::new(std::sync::Mutex::new(Vec::<MemorySample>::new()));
+    let sampler = options.server_pid.map(|pid| {
+        let memory = Arc::clone(&memory);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(Duration::from_secs(1));
+            while !stop.is_stopped() {
+                ticks.tick().await;
+                let Some(rss) = resident_bytes(pid) else {
+                    break;
+                };
+                let now = Instant::now();
+                let t_ms = if now >= t0 {
+                    i64::try_from((now - t0).as_millis()).unwrap_or(i64::MAX)
+                } else {
+                    -i64::try_from((t0 - now).as_millis()).unwrap_or(i64::MAX)
+                };
+                memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(MemorySample {
+                        t_ms,
+                        rss_bytes: rss,
+                    });
+            }
+        })
+    });
+
+    let recorders: Vec<Recorder> = profile
+        .scenarios
+        .iter()
+        .map(|s| Recorder::new(t0, s.start, s.start + s.load.duration(), step))
+        .collect();
+    let mut tasks = Vec::new();
+    for (index, (scenario, recorder)) in profile.scenarios.iter().zip(&recorders).enumerate() {
+        // The scenario's warm-up ends where its measured part starts.
+        let begin = (t0 + scenario.start)
+            .checked_sub(warmup)
+            .unwrap_or_else(Instant::now);
+        let seed = options.seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let task = if scenario.load.executor.is_open() {
+            tokio::spawn(open_model(
+                scenario.clone(),
+                warmup,
+                begin,
+                client.clone(),
+                recorder.clone(),
+                options.max_lag,
+                seed,
+                stop.clone(),
+            ))
+        } else {
+            tokio::spawn(closed_model(
+                scenario.clone(),
+                warmup,
+                begin,
+                client.clone(),
+                recorder.clone(),
+                seed,
+                stop.clone(),
+            ))
+        };
+        tasks.push(task);
+    }
+
+    let progress = options.progress.map(|every| {
+        let profile = profile.clone();
+        let recorders = recorders.clone();
+        let stop = stop.clone();
+        let abort = options.abort_on_fail;
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval_at((t0 + every).into(), every);
+            loop {
+                ticks.tick().await;
+                if stop.is_stopped() {
+                    break;
+                }
+                let elapsed = Instant::now().saturating_duration_since(t0);
+                let scenarios: Vec<_> = profile
+                    .scenarios
+                    .iter()
+                    .zip(&recorders)
+                    .map(|(s, r)| snapshot(s, r))
+                    .collect();
+                for (scenario, recorder) in scenarios.iter().zip(&recorders) {
+                    eprintln!(
+                        "{}",
+                        report::progress_line(scenario, elapsed, recorder.in_flight())
+                    );
+                }
+                if abort
+                    && let Some(failed) = report::failing_threshold(&profile, &scenarios, elapsed)
+                {
+                    stop.stop(format!(
+                        "--abort-on-fail: threshold {failed} failed at {}s",
+                        elapsed.as_secs()
+                    ));
+                    break;
+                }
+                if elapsed >= window {
+                    break;
+                }
+            }
+        })
+    });
+
+    for task in tasks {
+        // A scenario task only ends in a panic on a bug; the others' results still count.
+        if let Err(error) = task.await {
+            eprintln!("commerce-load: a scenario task failed: {error}");
+        }
+    }
+    let end = Instant::now();
+    let stopped_early = stop.reason();
+    stop.stop("finished");
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
+    let cpu_seconds = process_cpu_seconds() - cpu_before;
+    let window_ms = if stopped_early.is_some() {
+        u64::try_from(end.saturating_duration_since(t0).as_millis()).unwrap_or_default()
+    } else {
+        u64::try_from(window.as_millis()).unwrap_or_default()
+    };
+    let mut send_lag = crate::record::latency_histogram();
+    for recorder in &recorders {
+        // Same bounds by construction.
+        let _ = send_lag.add(recorder.send_lag());
+    }
+    let memory = memory.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    RawRun {
+        profile: profile.name.clone(),
+        description: profile.description.clone(),
+        started_unix_ms,
+        window_ms,
+        thresholds: profile.thresholds.iter().map(|t| t.text.clone()).collect(),
+        scenarios: profile
+            .scenarios
+            .iter()
+            .zip(&recorders)
+            .map(|(s, r)| snapshot(s, r))
+            .collect(),
+        memory,
+        generators: vec![GeneratorStats {
+            host: hostname(),
+            pid: std::process::id(),
+            target: options.target.clone(),
+            connections: options.connections,
+            cpu_seconds,
+            wall_seconds: (end - (t0.min(end))).as_secs_f64() + warmup.as_secs_f64(),
+            send_lag: Hist(send_lag),
+        }],
+        stopped_early,
+    }
+}
+
+fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScenario {
+    recorder.snapshot(
+        &scenario.name,
+        scenario.load.describe(),
+        scenario.load.executor.name(),
+        scenario.mix.describe(),
+        scenario.thresholds.iter().map(|t| t.text.clone()).collect(),
+    )
+}
+
+#[expect(clippy::too_many_arguments, reason = "one private call site")]
+async fn open_model(
+    scenario: Scenario,
+    warmup: Duration,
+    begin: Instant,
+    client: Client,
+    recorder: Recorder,
+    max_lag: Duration,
+    seed: u64,
+    stop: StopHandle,
+) {
+    let mut segments = Vec::new();
+    if !warmup.is_zero() {
+        let level = warmup_level(&scenario.load);
+        segments.push((level, level, warmup));
+    }
+    let mut rate = scenario.load.start;
+    for stage in &scenario.load.stages {
+        segments.push((rate, stage.target, stage.duration));
+        rate = stage.target;
+    }
+    let arrivals = Arrivals::from_segments(&segments);
+
+    let (due_tx, mut due_rx) = mpsc::unbounded_channel::<Instant>();
+    let scheduler_stop = stop.clone();
+    let scheduler = std::thread::Builder::new()
+        .name(format!("schedule-{}", scenario.name))
+        .spawn(move || schedule(&arrivals, begin, &due_tx, &scheduler_stop));
+    if let Err(error) = scheduler {
+        eprintln!("commerce-load: cannot start the scheduler thread: {error}");
+        return;
+    }
+
+    let slots = Arc::new(Semaphore::new(scenario.max_in_flight));
+    let mut rng = SmallRng::seed_from_u64(seed);
+    while let Some(due) = due_rx.recv().await {
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // All slots taken: wait for one, as long as the request is not too late.
+                let deadline = tokio::time::Instant::from_std(due + max_lag);
+                match tokio::time::timeout_at(deadline, Arc::clone(&slots).acquire_owned()).await {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        recorder.dropped(due);
+                        continue;
+                    }
+                }
+            }
+        };
+        let sent = Instant::now();
+        if sent > due + max_lag {
+            recorder.dropped(due);
+            continue;
+        }
+        let op = scenario.mix.pick(rng.random_range(0..scenario.mix.total()));
+        let request_seed: u64 = rng.random();
+        recorder.sent(due, sent);
+        let client = client.clone();
+        let recorder = recorder.clone();
+        tokio::spawn(async move {
+            let mut rng = SmallRng::seed_from_u64(request_seed);
+            let outcome = client.perform(op, &mut rng).await;
+            recorder.completed(op, due, sent, Instant::now(), &outcome);
+            drop(permit);
+        });
+    }
+    // Wait for the requests in flight (each is bounded by the client's timeout).
+    let _ = slots
+        .acquire_many(u32::try_from(scenario.max_in_flight).unwrap_or(u32::MAX))
+        .await;
+}
+
+/// The scheduler thread: sends each due time when it is reached.
+fn schedule(
+    arrivals: &Arrivals,
+    begin: Instant,
+    due_tx: &mpsc::UnboundedSender<Instant>,
+    stop: &StopHandle,
+) {
+    set_fine_timer_slack();
+    let mut n = 0u64;
+    while let Some(offset) = arrivals.due(n) {
+        let due = begin + offset;
+        loop {
+            if stop.is_stopped() {
+                return;
+            }
+            let now = Instant::now();
+            if due <= now {
+                break;
+            }
+            // Sleep in short pieces so that a stop is seen within 50 ms.
+            std::thread::sleep((due - now).min(Duration::from_millis(50)));
+        }
+        if due_tx.send(due).is_err() {
+            return;
+        }
+        n += 1;
+    }
+}
+
+/// Asks the kernel to wake this thread within a microsecond of the requested time, not within
+/// the default 50 µs of timer slack.
+fn set_fine_timer_slack() {
+    // Best effort: a coarser wake-up only shows as send lag, which is measured and reported.
+    let _ = nix::sys::prctl::set_timerslack(1_000);
+}
+
+async fn closed_model(
+    scenario: Scenario,
+    warmup: Duration,
+    begin: Instant,
+    client: Client,
+    recorder: Recorder,
+    seed: u64,
+    stop: StopHandle,
+) {
+    if let Some(wait) = begin.checked_duration_since(Instant::now()) {
+        tokio::time::sleep(wait).await;
+    }
+    let measured_from = begin + warmup;
+    let end = measured_from + scenario.load.duration();
+    let target = Arc::new(AtomicU64::new(0));
+    let mut users: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        ticks.tick().await;
+        let now = Instant::now();
+        if now >= end || stop.is_stopped() {
+            break;
+        }
+        let level = if now < measured_from {
+            warmup_level(&scenario.load)
+        } else {
+            scenario.load.level_at(now - measured_from)
+        };
+        let wanted = level.round().max(0.0) as u64;
+        target.store(wanted, Ordering::SeqCst);
+        for index in 0..wanted as usize {
+            let running = users.get(index).is_some_and(|task| !task.is_finished());
+            if running {
+                continue;
+            }
+            let task = tokio::spawn(virtual_user(
+                index as u64,
+                Arc::clone(&target),
+                end,
+                scenario.clone(),
+                client.clone(),
+                recorder.clone(),
+                seed ^ index as u64,
+                stop.clone(),
+            ));
+            if index < users.len() {
+                users[index] = task;
+            } else {
+                users.push(task);
+            }
+        }
+    }
+    target.store(0, Ordering::SeqCst);
+    for task in users {
+        let _ = task.await;
+    }
+}
+
+#[expect(clippy::too_many_arguments, reason = "one private call site")]
+async fn virtual_user(
+    index: u64,
+    target: Arc<AtomicU64>,
+    end: Instant,
+    scenario: Scenario,
+    client: Client,
+    recorder: Recorder,
+    seed: u64,
+    stop: StopHandle,
+) {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    while index < target.load(Ordering::SeqCst) && !stop.is_stopped() && Instant::now() < end {
+        let op = scenario.mix.pick(rng.random_range(0..scenario.mix.total()));
+        let sent = Instant::now();
+        recorder.sent(sent, sent);
+        let outcome = client.perform(op, &mut rng).await;
+        recorder.completed(op, sent, sent, Instant::now(), &outcome);
+    }
+}
+
+/// User plus system CPU time of this process, from `/proc/self/stat` (in clock ticks of
+/// USER_HZ, which Linux fixes at 100 for this interface).
+fn process_cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // The command name may hold spaces; the fields after it are space separated.
+    let Some(after) = stat.rsplit_once(')').map(|(_, rest)| rest) else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 of stat(5) are the 12th and 13th after the name.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// The resident set size of a process, from `/proc/PID/status`; `None` once it has exited.
+pub fn resident_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmRSS:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count(arrivals: &Arrivals) -> u64 {
+        (0..).take_while(|n| arrivals.due(*n).is_some()).count() as u64
+    }
+
+    #[test]
+    fn a_constant_rate_is_evenly_spaced() {
+        let a = Arrivals::new(
+            100.0,
+            &[Stage {
+                duration: Duration::from_secs(1),
+                target: 100.0,
+            }],
+        );
+        assert_eq!(count(&a), 100);
+        assert_eq!(a.due(0), Some(Duration::ZERO));
+        let d = a.due(50).unwrap().as_secs_f64();
+        assert!((d - 0.5).abs() < 1e-9, "{d}");
+    }
+
+    #[test]
+    fn a_ramp_has_the_arrivals_of_its_area() {
+        // 0 → 100/s over 10 s: 500 arrivals, the first half in the last 3 s or so.
+        let a = Arrivals::new(
+            0.0,
+            &[Stage {
+                duration: Duration::from_secs(10),
+                target: 100.0,
+            }],
+        );
+        assert_eq!(count(&a), 500);
+        let half = a.due(250).unwrap().as_secs_f64();
+        assert!((half - 10.0 / 2f64.sqrt()).abs() < 1e-6, "{half}");
+        // Then down to 0 over 10 s: another 500.
+        let a = Arrivals::new(
+            0.0,
+            &[
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 100.0,
+                },
+                Stage {
+                    duration: Duration::from_secs(10),
+                    target: 0.0,
+                },
+            ],
+        );
+        assert_eq!(count(&a), 1_000);
+        let mut last = Duration::ZERO;
+        for n in 0..1_000 {
+            let due = a.due(n).unwrap();
+            assert!(due >= last, "arrival {n} before {last:?}");
+            last = due;
+        }
+        assert!(last < Duration::from_secs(20));
+    }
+
+    #[test]
+    fn the_resident_size_of_this_process_is_read() {
+        let rss = resident_bytes(std::process::id()).unwrap();
+        assert!(rss > 1_000_000, "{rss}");
+        assert!(process_cpu_seconds() >= 0.0);
+    }
+}

@@ -1,0 +1,774 @@
+//! Profiles: named sets of scenarios with thresholds, read from a TOML file users edit
+//! (`load/profiles.toml`). The executors and their names are k6's:
+//!
+//! - `constant-arrival-rate` (`rate`, `duration`) and `ramping-arrival-rate` (`start_rate`,
+//!   `stages` of `{ duration, target }` requests per second, linear between stages): the open
+//!   model, where requests arrive on a schedule whatever the server's speed;
+//! - `constant-vus` (`vus`, `duration`) and `ramping-vus` (`start_vus`, `stages` of
+//!   `{ duration, target }` virtual users): the closed model, where each virtual user sends its
+//!   next request when the previous one has been answered.
+//!
+//! A scenario's `start` delays it (scenarios of a profile run at the same time, as in k6); its
+//! `mix` weighs operations; its `thresholds` judge it, the profile's `thresholds` judge all
+//! requests together.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ops::Operation;
+use crate::threshold::{Threshold, ThresholdError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("cannot read the profiles file {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the profiles file {path} is not valid: {message}")]
+    Parse { path: String, message: String },
+    #[error("there is no profile `{name}`; the profiles are: {known}")]
+    UnknownProfile { name: String, known: String },
+    #[error("profile `{profile}` has no scenario `{name}`; its scenarios are: {known}")]
+    UnknownScenario {
+        profile: String,
+        name: String,
+        known: String,
+    },
+    #[error("profile `{profile}`, scenario `{scenario}`: {reason}")]
+    Invalid {
+        profile: String,
+        scenario: String,
+        reason: String,
+    },
+    #[error("profile `{profile}`: {source}")]
+    Threshold {
+        profile: String,
+        #[source]
+        source: ThresholdError,
+    },
+    #[error("{0}")]
+    Override(String),
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfilesFile {
+    profiles: BTreeMap<String, ProfileSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileSpec {
+    description: String,
+    #[serde(default, with = "opt_duration")]
+    warmup: Option<Duration>,
+    #[serde(default)]
+    thresholds: Vec<String>,
+    scenarios: Vec<ScenarioSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScenarioSpec {
+    name: String,
+    executor: ExecutorKind,
+    #[serde(default)]
+    rate: Option<f64>,
+    #[serde(default)]
+    start_rate: Option<f64>,
+    #[serde(default)]
+    vus: Option<u32>,
+    #[serde(default)]
+    start_vus: Option<u32>,
+    #[serde(default, with = "opt_duration")]
+    duration: Option<Duration>,
+    #[serde(default)]
+    stages: Vec<StageSpec>,
+    #[serde(default, with = "opt_duration")]
+    start: Option<Duration>,
+    mix: BTreeMap<String, u32>,
+    #[serde(default)]
+    thresholds: Vec<String>,
+    #[serde(default)]
+    max_in_flight: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StageSpec {
+    #[serde(with = "duration")]
+    duration: Duration,
+    target: f64,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    ConstantArrivalRate,
+    RampingArrivalRate,
+    ConstantVus,
+    RampingVus,
+}
+
+impl ExecutorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExecutorKind::ConstantArrivalRate => "constant-arrival-rate",
+            ExecutorKind::RampingArrivalRate => "ramping-arrival-rate",
+            ExecutorKind::ConstantVus => "constant-vus",
+            ExecutorKind::RampingVus => "ramping-vus",
+        }
+    }
+
+    pub fn is_open(self) -> bool {
+        matches!(
+            self,
+            ExecutorKind::ConstantArrivalRate | ExecutorKind::RampingArrivalRate
+        )
+    }
+}
+
+/// A stage: over `duration`, move linearly to `target` (requests per second, or virtual users).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Stage {
+    pub duration: Duration,
+    pub target: f64,
+}
+
+/// How load is applied: a start level and stages (a constant executor is one stage at its level).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Load {
+    pub executor: ExecutorKind,
+    pub start: f64,
+    pub stages: Vec<Stage>,
+}
+
+impl Load {
+    pub fn duration(&self) -> Duration {
+        self.stages.iter().map(|stage| stage.duration).sum()
+    }
+
+    /// The level (rate or virtual users) at `t` from the start, linear within a stage.
+    pub fn level_at(&self, t: Duration) -> f64 {
+        let mut from = self.start;
+        let mut elapsed = Duration::ZERO;
+        for stage in &self.stages {
+            if t < elapsed + stage.duration {
+                let into = (t - elapsed).as_secs_f64() / stage.duration.as_secs_f64();
+                return from + (stage.target - from) * into;
+            }
+            elapsed += stage.duration;
+            from = stage.target;
+        }
+        from
+    }
+
+    pub fn peak(&self) -> f64 {
+        self.stages
+            .iter()
+            .map(|stage| stage.target)
+            .fold(self.start, f64::max)
+    }
+
+    /// One line: `constant-arrival-rate 200/s for 60s`.
+    pub fn describe(&self) -> String {
+        let unit = if self.executor.is_open() {
+            "/s"
+        } else {
+            " VUs"
+        };
+        let duration = humantime::format_duration(self.duration());
+        match self.executor {
+            ExecutorKind::ConstantArrivalRate | ExecutorKind::ConstantVus => format!(
+                "{} {}{unit} for {duration}",
+                self.executor.name(),
+                trim_float(self.start)
+            ),
+            _ => {
+                let stages: Vec<String> = self
+                    .stages
+                    .iter()
+                    .map(|stage| {
+                        format!(
+                            "{}{unit} over {}",
+                            trim_float(stage.target),
+                            humantime::format_duration(stage.duration)
+                        )
+                    })
+                    .collect();
+                format!(
+                    "{} from {}{unit}: {} ({duration})",
+                    self.executor.name(),
+                    trim_float(self.start),
+                    stages.join(", ")
+                )
+            }
+        }
+    }
+}
+
+fn trim_float(value: f64) -> String {
+    if value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else {
+        format!("{value:.1}")
+    }
+}
+
+/// Weighted operations.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Mix {
+    entries: Vec<(Operation, u32)>,
+    total: u32,
+}
+
+impl Mix {
+    pub fn new(entries: Vec<(Operation, u32)>) -> Option<Mix> {
+        let entries: Vec<_> = entries.into_iter().filter(|(_, w)| *w > 0).collect();
+        let total = entries.iter().map(|(_, w)| *w).sum();
+        (total > 0).then_some(Mix { entries, total })
+    }
+
+    /// The operation for a uniform draw `0 <= draw < total()`.
+    pub fn pick(&self, draw: u32) -> Operation {
+        let mut left = draw % self.total;
+        for (op, weight) in &self.entries {
+            if left < *weight {
+                return *op;
+            }
+            left -= weight;
+        }
+        self.entries[self.entries.len() - 1].0
+    }
+
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
+    pub fn operations(&self) -> impl Iterator<Item = Operation> + '_ {
+        self.entries.iter().map(|(op, _)| *op)
+    }
+
+    /// `get_cart 70%, add_item 20%, create_order 10%`.
+    pub fn describe(&self) -> String {
+        self.entries
+            .iter()
+            .map(|(op, w)| format!("{op} {:.0}%", 100.0 * f64::from(*w) / f64::from(self.total)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Scenario {
+    pub name: String,
+    pub load: Load,
+    /// When it starts, from the start of the measured window.
+    pub start: Duration,
+    pub mix: Mix,
+    pub thresholds: Vec<Threshold>,
+    /// Requests in flight at most (k6's `maxVUs` of arrival-rate executors); a request due when
+    /// all are taken waits, and its latency counts from when it was due.
+    pub max_in_flight: usize,
+}
+
+/// A profile, validated, with the command line's overrides applied.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Profile {
+    pub name: String,
+    pub description: String,
+    /// Run before each scenario at its first level; its requests are not in the results.
+    pub warmup: Duration,
+    pub thresholds: Vec<Threshold>,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Profile {
+    /// From the end of the warm-up to the end of the last scenario.
+    pub fn duration(&self) -> Duration {
+        self.scenarios
+            .iter()
+            .map(|s| s.start + s.load.duration())
+            .max()
+            .unwrap_or_default()
+    }
+
+    pub fn operations(&self) -> impl Iterator<Item = Operation> + '_ {
+        self.scenarios.iter().flat_map(|s| s.mix.operations())
+    }
+}
+
+/// What the command line changes in a profile.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    /// Only this scenario.
+    pub scenario: Option<String>,
+    /// Total duration of each scenario (ramping stages are scaled to it).
+    pub duration: Option<Duration>,
+    /// Peak arrival rate of each open-model scenario (every level scaled to it).
+    pub rate: Option<f64>,
+    pub warmup: Option<Duration>,
+}
+
+/// The default `max_in_flight`.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+
+/// All profiles of a file.
+#[derive(Debug)]
+pub struct Profiles {
+    path: String,
+    specs: BTreeMap<String, ProfileSpec>,
+}
+
+impl Profiles {
+    pub fn read(path: &Path) -> Result<Profiles, ProfileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Profiles::parse(&path.display().to_string(), &text)
+    }
+
+    pub fn parse(path: &str, text: &str) -> Result<Profiles, ProfileError> {
+        let file: ProfilesFile = toml::from_str(text).map_err(|error| ProfileError::Parse {
+            path: path.to_owned(),
+            message: error.to_string(),
+        })?;
+        let profiles = Profiles {
+            path: path.to_owned(),
+            specs: file.profiles,
+        };
+        // Every profile is checked, not only the one asked for: a mistake in the file shows up
+        // on the first run, whichever profile it is in.
+        for name in profiles.specs.keys() {
+            profiles.get(name, &Overrides::default())?;
+        }
+        Ok(profiles)
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.specs
+            .iter()
+            .map(|(name, spec)| (name.as_str(), spec.description.as_str()))
+    }
+
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The profile `name`, validated, with `overrides` applied.
+    pub fn get(&self, name: &str, overrides: &Overrides) -> Result<Profile, ProfileError> {
+        let spec = self
+            .specs
+            .get(name)
+            .ok_or_else(|| ProfileError::UnknownProfile {
+                name: name.to_owned(),
+                known: self.specs.keys().cloned().collect::<Vec<_>>().join(", "),
+            })?;
+        let thresholds = parse_thresholds(name, &spec.thresholds)?;
+        let mut scenarios = Vec::new();
+        for scenario in &spec.scenarios {
+            if overrides
+                .scenario
+                .as_ref()
+                .is_some_and(|only| *only != scenario.name)
+            {
+                continue;
+            }
+            scenarios.push(scenario_from(name, scenario, overrides)?);
+        }
+        if let Some(only) = &overrides.scenario {
+            if scenarios.is_empty() {
+                return Err(ProfileError::UnknownScenario {
+                    profile: name.to_owned(),
+                    name: only.clone(),
+                    known: spec
+                        .scenarios
+                        .iter()
+                        .map(|s| s.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            // One scenario alone starts at once.
+            scenarios[0].start = Duration::ZERO;
+        }
+        if scenarios.is_empty() {
+            return Err(ProfileError::Invalid {
+                profile: name.to_owned(),
+                scenario: "-".to_owned(),
+                reason: "a profile needs at least one scenario".to_owned(),
+            });
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for scenario in &scenarios {
+            if !seen.insert(scenario.name.as_str()) {
+                return Err(ProfileError::Invalid {
+                    profile: name.to_owned(),
+                    scenario: scenario.name.clone(),
+                    reason: "two scenarios have this name".to_owned(),
+                });
+            }
+        }
+        if overrides.rate.is_some() && !scenarios.iter().any(|s| s.load.executor.is_open()) {
+            return Err(ProfileError::Override(format!(
+                "--rate sets arrival rates, and profile `{name}` has no arrival-rate scenario \
+                 (its scenarios run virtual users)"
+            )));
+        }
+        Ok(Profile {
+            name: name.to_owned(),
+            description: spec.description.clone(),
+            warmup: overrides
+                .warmup
+                .or(spec.warmup)
+                .unwrap_or(Duration::from_secs(5)),
+            thresholds,
+            scenarios,
+        })
+    }
+}
+
+fn parse_thresholds(profile: &str, texts: &[String]) -> Result<Vec<Threshold>, ProfileError> {
+    texts
+        .iter()
+        .map(|text| {
+            Threshold::parse(text).map_err(|source| ProfileError::Threshold {
+                profile: profile.to_owned(),
+                source,
+            })
+        })
+        .collect()
+}
+
+fn scenario_from(
+    profile: &str,
+    spec: &ScenarioSpec,
+    overrides: &Overrides,
+) -> Result<Scenario, ProfileError> {
+    let invalid = |reason: String| ProfileError::Invalid {
+        profile: profile.to_owned(),
+        scenario: spec.name.clone(),
+        reason,
+    };
+    let open = spec.executor.is_open();
+    // Which fields each executor takes: anything else is a mistake worth saying.
+    let (allowed, required): (&[&str], &[&str]) = match spec.executor {
+        ExecutorKind::ConstantArrivalRate => (&["rate", "duration"], &["rate", "duration"]),
+        ExecutorKind::RampingArrivalRate => (&["start_rate", "stages"], &["stages"]),
+        ExecutorKind::ConstantVus => (&["vus", "duration"], &["vus", "duration"]),
+        ExecutorKind::RampingVus => (&["start_vus", "stages"], &["stages"]),
+    };
+    let present = [
+        ("rate", spec.rate.is_some()),
+        ("start_rate", spec.start_rate.is_some()),
+        ("vus", spec.vus.is_some()),
+        ("start_vus", spec.start_vus.is_some()),
+        ("duration", spec.duration.is_some()),
+        ("stages", !spec.stages.is_empty()),
+    ];
+    for (field, here) in present {
+        if here && !allowed.contains(&field) {
+            return Err(invalid(format!(
+                "`{field}` does not apply to {} (it takes {})",
+                spec.executor.name(),
+                allowed.join(" and ")
+            )));
+        }
+        if !here && required.contains(&field) {
+            return Err(invalid(format!("{} needs `{field}`", spec.executor.name())));
+        }
+    }
+    let mut load = match spec.executor {
+        ExecutorKind::ConstantArrivalRate | ExecutorKind::ConstantVus => {
+            let level = spec.rate.or(spec.vus.map(f64::from)).unwrap_or_default();
+            Load {
+                executor: spec.executor,
+                start: level,
+                stages: vec![Stage {
+                    duration: spec.duration.unwrap_or_default(),
+                    target: level,
+                }],
+            }
+        }
+        ExecutorKind::RampingArrivalRate | ExecutorKind::RampingVus => Load {
+            executor: spec.executor,
+            start: spec
+                .start_rate
+                .or(spec.start_vus.map(f64::from))
+                .unwrap_or(0.0),
+            stages: spec
+                .stages
+                .iter()
+                .map(|stage| Stage {
+                    duration: stage.duration,
+                    target: stage.target,
+                })
+                .collect(),
+        },
+    };
+    if let Some(duration) = overrides.duration {
+        if duration.is_zero() {
+            return Err(ProfileError::Override("--duration must be above 0".into()));
+        }
+        let scale = duration.as_secs_f64() / load.duration().as_secs_f64().max(1e-9);
+        for stage in &mut load.stages {
+            stage.duration = stage.duration.mul_f64(scale);
+        }
+    }
+    if let (Some(rate), true) = (overrides.rate, open) {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(ProfileError::Override(
+                "--rate must be a number of requests per second above 0".into(),
+            ));
+        }
+        let scale = rate / load.peak().max(1e-9);
+        load.start *= scale;
+        for stage in &mut load.stages {
+            stage.target *= scale;
+        }
+    }
+    for (i, stage) in load.stages.iter().enumerate() {
+        if stage.duration.is_zero() {
+            return Err(invalid(format!("stage {} lasts 0s", i + 1)));
+        }
+        if !(stage.target.is_finite() && stage.target >= 0.0) {
+            return Err(invalid(format!("stage {} has a negative target", i + 1)));
+        }
+        if !open && stage.target.fract() != 0.0 {
+            return Err(invalid(format!(
+                "stage {}: virtual users come whole, not {}",
+                i + 1,
+                stage.target
+            )));
+        }
+    }
+    if !(load.start.is_finite() && load.start >= 0.0) {
+        return Err(invalid("the start level is negative".into()));
+    }
+    if load.peak() <= 0.0 {
+        return Err(invalid("the load is 0 throughout".into()));
+    }
+    let mut entries = Vec::new();
+    for (name, weight) in &spec.mix {
+        let op = Operation::from_name(name).ok_or_else(|| {
+            invalid(format!(
+                "unknown operation `{name}` in its mix (the operations are: {})",
+                Operation::ALL.map(|op| op.name()).join(", ")
+            ))
+        })?;
+        entries.push((op, *weight));
+    }
+    let mix = Mix::new(entries).ok_or_else(|| invalid("its mix has no weight above 0".into()))?;
+    let thresholds = parse_thresholds(profile, &spec.thresholds)?;
+    for threshold in &thresholds {
+        if let Some(op) = threshold.operation
+            && !mix.operations().any(|o| o == op)
+        {
+            return Err(invalid(format!(
+                "threshold `{}` names `{op}`, which is not in its mix",
+                threshold.text
+            )));
+        }
+    }
+    let max_in_flight = spec.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
+    if max_in_flight == 0 {
+        return Err(invalid("max_in_flight must be at least 1".into()));
+    }
+    Ok(Scenario {
+        name: spec.name.clone(),
+        load,
+        start: spec.start.unwrap_or_default(),
+        mix,
+        thresholds,
+        max_in_flight,
+    })
+}
+
+/// `"60s"`, `"1m30s"`, `"2h"` in the file.
+mod duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|error| serde::de::Error::custom(format!("`{text}`: {error}")))
+    }
+}
+
+mod opt_duration {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let text = Option::<String>::deserialize(d)?;
+        text.map(|text| {
+            humantime::parse_duration(&text)
+                .map_err(|error| serde::de::Error::custom(format!("`{text}`: {error}")))
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = r#"
+[profiles.one]
+description = "one"
+warmup = "2s"
+thresholds = ["p95 < 1s"]
+
+[[profiles.one.scenarios]]
+name = "reads"
+executor = "constant-arrival-rate"
+rate = 200
+duration = "60s"
+mix = { get_cart = 7, list_orders = 3 }
+thresholds = ["p95 < 20ms", "get_cart.p99 < 50ms", "error_rate < 1%"]
+
+[[profiles.one.scenarios]]
+name = "ramp"
+executor = "ramping-arrival-rate"
+start_rate = 10
+stages = [{ duration = "10s", target = 100 }, { duration = "20s", target = 100 }, { duration = "10s", target = 0 }]
+mix = { health = 1 }
+
+[[profiles.one.scenarios]]
+name = "users"
+executor = "ramping-vus"
+stages = [{ duration = "5s", target = 4 }]
+start = "1m"
+mix = { get_cart = 1 }
+"#;
+
+    #[test]
+    fn reads_the_executors_of_k6() {
+        let profiles = Profiles::parse("test", FILE).unwrap();
+        let profile = profiles.get("one", &Overrides::default()).unwrap();
+        assert_eq!(profile.warmup, Duration::from_secs(2));
+        assert_eq!(profile.scenarios.len(), 3);
+        let reads = &profile.scenarios[0];
+        assert_eq!(reads.load.describe(), "constant-arrival-rate 200/s for 1m");
+        assert_eq!(reads.mix.describe(), "get_cart 70%, list_orders 30%");
+        assert_eq!(reads.thresholds.len(), 3);
+        let ramp = &profile.scenarios[1];
+        assert_eq!(ramp.load.duration(), Duration::from_secs(40));
+        assert!((ramp.load.level_at(Duration::from_secs(5)) - 55.0).abs() < 1e-9);
+        assert!((ramp.load.level_at(Duration::from_secs(35)) - 50.0).abs() < 1e-9);
+        assert_eq!(profile.scenarios[2].start, Duration::from_secs(60));
+        assert_eq!(profile.duration(), Duration::from_secs(65));
+    }
+
+    #[test]
+    fn overrides_scale_the_profile() {
+        let profiles = Profiles::parse("test", FILE).unwrap();
+        let overrides = Overrides {
+            scenario: Some("ramp".into()),
+            duration: Some(Duration::from_secs(4)),
+            rate: Some(50.0),
+            warmup: Some(Duration::ZERO),
+        };
+        let profile = profiles.get("one", &overrides).unwrap();
+        assert_eq!(profile.scenarios.len(), 1);
+        let load = &profile.scenarios[0].load;
+        assert_eq!(load.duration(), Duration::from_secs(4));
+        assert!((load.peak() - 50.0).abs() < 1e-9);
+        assert!((load.start - 5.0).abs() < 1e-9);
+        assert_eq!(profile.warmup, Duration::ZERO);
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let profiles = Profiles::parse("test", FILE).unwrap();
+        let error = profiles.get("two", &Overrides::default()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "there is no profile `two`; the profiles are: one"
+        );
+        let only = Overrides {
+            scenario: Some("nope".into()),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &only).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("its scenarios are: reads, ramp, users")
+        );
+
+        for (edit, fragment) in [
+            (
+                ("rate = 200", "rate = 200\nvus = 3"),
+                "`vus` does not apply",
+            ),
+            (("rate = 200\n", ""), "needs `rate`"),
+            (
+                ("get_cart = 7", "get_kart = 7"),
+                "unknown operation `get_kart`",
+            ),
+            (("\"p95 < 20ms\"", "\"p95 < twenty\""), "not a duration"),
+            (("get_cart.p99", "health.p99"), "not in its mix"),
+            (("duration = \"60s\"", "duration = \"sixty\""), "sixty"),
+            (("target = 4", "target = 4.5"), "virtual users come whole"),
+            (
+                ("name = \"ramp\"", "name = \"reads\""),
+                "two scenarios have this name",
+            ),
+            (
+                ("warmup = \"2s\"", "warmup = \"2s\"\ncolour = 1"),
+                "unknown field",
+            ),
+        ] {
+            let text = FILE.replacen(edit.0, edit.1, 1);
+            let error = Profiles::parse("test", &text).unwrap_err();
+            assert!(error.to_string().contains(fragment), "{edit:?}: {error}");
+        }
+    }
+
+    #[test]
+    fn the_mix_picks_by_weight() {
+        let mix = Mix::new(vec![(Operation::GetCart, 7), (Operation::AddItem, 3)]).unwrap();
+        let picks: Vec<_> = (0..10).map(|draw| mix.pick(draw)).collect();
+        assert_eq!(
+            picks.iter().filter(|op| **op == Operation::GetCart).count(),
+            7
+        );
+        assert!(Mix::new(vec![(Operation::GetCart, 0)]).is_none());
+    }
+
+    #[test]
+    fn the_shipped_profiles_are_valid() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../load/profiles.toml");
+        let profiles = Profiles::read(&path).unwrap();
+        let names: Vec<_> = profiles.names().map(|(name, _)| name).collect();
+        for wanted in [
+            "smoke",
+            "load",
+            "stress",
+            "spike",
+            "soak",
+            "get_cart",
+            "add_item",
+            "create_order",
+            "list_orders",
+            "mixed",
+            "read_write",
+            "read_write_admin",
+            "read_heavy",
+            "cache_miss",
+        ] {
+            assert!(names.contains(&wanted), "{wanted} missing from {names:?}");
+        }
+    }
+}

@@ -1,0 +1,534 @@
+//! The HTML report: one self-contained file (inline CSS, SVG and a few lines of script; nothing
+//! fetched from the network) with charts of latency percentiles, throughput (sent and
+//! answered), errors and the server's memory over time, and a table per scenario with its
+//! thresholds.
+//!
+//! The charts are SVG written here rather than a charting library's script: a report that must
+//! open offline, years later, is best as plain markup. The script only checks, once the page is
+//! laid out, that every chart has drawn something (`data-charts-drawn` on `<body>`), which the
+//! tests read from a headless browser.
+
+use std::fmt::Write as _;
+
+use crate::report::{Report, SeriesPoint, Summary};
+use crate::threshold::{Metric, Threshold, format_seconds};
+
+const WIDTH: f64 = 920.0;
+const HEIGHT: f64 = 260.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 16.0;
+const TOP: f64 = 28.0;
+const BOTTOM: f64 = 40.0;
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+struct Line<'a> {
+    name: &'a str,
+    colour: &'a str,
+    points: Vec<(f64, Option<f64>)>,
+}
+
+/// A guide: a dashed horizontal line (a threshold), or a shaded span of time.
+enum Guide {
+    Level(String, f64),
+}
+
+/// A "nice" upper bound and step for an axis: 1, 2 or 5 times a power of ten.
+fn nice_axis(max: f64) -> (f64, f64) {
+    let max = if max > 0.0 && max.is_finite() {
+        max
+    } else {
+        1.0
+    };
+    let raw_step = max / 5.0;
+    let power = 10f64.powf(raw_step.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| *s >= raw_step)
+        .unwrap_or(10.0 * power);
+    ((max / step).ceil() * step, step)
+}
+
+fn format_tick(value: f64) -> String {
+    if value == 0.0 {
+        "0".to_owned()
+    } else if value.abs() >= 100.0 || value.fract() == 0.0 {
+        format!("{value:.0}")
+    } else if value.abs() >= 1.0 {
+        format!("{value:.1}")
+    } else {
+        format!("{value:.2}")
+    }
+}
+
+fn chart(id: &str, title: &str, y_unit: &str, lines: &[Line<'_>], guides: &[Guide]) -> String {
+    let mut svg = String::new();
+    let x_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let x_min = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .fold(0.0f64, f64::min);
+    let data_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().filter_map(|p| p.1))
+        .fold(0.0f64, f64::max);
+    let guide_max = guides
+        .iter()
+        .map(|Guide::Level(_, v)| *v)
+        .fold(0.0f64, f64::max);
+    // A threshold far above the data would flatten the lines: show it only if it is near.
+    let y_top = if guide_max <= data_max * 3.0 {
+        data_max.max(guide_max)
+    } else {
+        data_max
+    };
+    let (y_max, y_step) = nice_axis(y_top * 1.05);
+    let plot_w = WIDTH - LEFT - RIGHT;
+    let plot_h = HEIGHT - TOP - BOTTOM;
+    let x = |t: f64| LEFT + (t - x_min) / (x_max - x_min).max(1e-9) * plot_w;
+    let y = |v: f64| TOP + plot_h - (v / y_max).min(1.0) * plot_h;
+    let _ = write!(
+        svg,
+        r#"<svg class="chart" id="{id}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" xmlns="http://www.w3.org/2000/svg">"#,
+        escape(title)
+    );
+    let _ = write!(
+        svg,
+        r#"<text x="{LEFT}" y="16" class="title">{}</text>"#,
+        escape(title)
+    );
+    // Grid and y ticks.
+    let mut tick = 0.0;
+    while tick <= y_max + y_step / 2.0 {
+        let ty = y(tick);
+        let _ = write!(
+            svg,
+            r#"<line x1="{LEFT}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" class="grid"/><text x="{:.1}" y="{:.1}" class="tick" text-anchor="end">{}</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            ty + 4.0,
+            format_tick(tick)
+        );
+        tick += y_step;
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="14" y="{:.1}" class="unit" transform="rotate(-90 14 {:.1})" text-anchor="middle">{}</text>"#,
+        TOP + plot_h / 2.0,
+        TOP + plot_h / 2.0,
+        escape(y_unit)
+    );
+    // x ticks: about eight, on whole seconds.
+    let (_, x_step) = nice_axis((x_max - x_min) * 5.0 / 8.0);
+    let mut tx = (x_min / x_step).ceil() * x_step;
+    while tx <= x_max {
+        let px = x(tx);
+        let _ = write!(
+            svg,
+            r#"<line x1="{px:.1}" y1="{:.1}" x2="{px:.1}" y2="{:.1}" class="axis"/><text x="{px:.1}" y="{:.1}" class="tick" text-anchor="middle">{}</text>"#,
+            TOP + plot_h,
+            TOP + plot_h + 4.0,
+            TOP + plot_h + 16.0,
+            format_tick(tx)
+        );
+        tx += x_step;
+    }
+    let _ = write!(
+        svg,
+        r#"<text x="{:.1}" y="{:.1}" class="unit" text-anchor="middle">seconds from the end of the warm-up</text>"#,
+        LEFT + plot_w / 2.0,
+        HEIGHT - 6.0
+    );
+    for Guide::Level(label, value) in guides {
+        if *value > y_max {
+            continue;
+        }
+        let gy = y(*value);
+        let _ = write!(
+            svg,
+            r#"<line x1="{LEFT}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" class="guide"/><text x="{:.1}" y="{:.1}" class="guide-label" text-anchor="end">{}</text>"#,
+            WIDTH - RIGHT,
+            WIDTH - RIGHT - 4.0,
+            gy - 4.0,
+            escape(label)
+        );
+    }
+    // Lines, broken where a step has no value.
+    for line in lines {
+        let mut runs: Vec<Vec<(f64, f64)>> = vec![Vec::new()];
+        for &(t, v) in &line.points {
+            match v {
+                Some(v) => runs
+                    .last_mut()
+                    .map(|run| run.push((x(t), y(v))))
+                    .unwrap_or(()),
+                None => runs.push(Vec::new()),
+            }
+        }
+        for run in runs.iter().filter(|run| !run.is_empty()) {
+            let points: Vec<String> = run
+                .iter()
+                .map(|(px, py)| format!("{px:.1},{py:.1}"))
+                .collect();
+            // A single point still draws: a polyline of one point has no extent.
+            let points = if run.len() == 1 {
+                format!("{} {:.1},{:.1}", points[0], run[0].0 + 2.0, run[0].1)
+            } else {
+                points.join(" ")
+            };
+            let _ = write!(
+                svg,
+                r#"<polyline points="{points}" fill="none" stroke="{}" stroke-width="1.6"><title>{}</title></polyline>"#,
+                line.colour,
+                escape(line.name)
+            );
+        }
+    }
+    // Legend, right-aligned above the plot (the title is on the left).
+    let widths: Vec<f64> = lines
+        .iter()
+        .map(|line| 24.0 + 7.0 * line.name.len() as f64)
+        .collect();
+    let mut lx = WIDTH - RIGHT - widths.iter().sum::<f64>();
+    for (line, width) in lines.iter().zip(&widths) {
+        let _ = write!(
+            svg,
+            r#"<rect x="{lx:.1}" y="8" width="12" height="4" fill="{}"/><text x="{:.1}" y="14" class="legend">{}</text>"#,
+            line.colour,
+            lx + 16.0,
+            escape(line.name)
+        );
+        lx += width;
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+fn latency_chart(
+    id: &str,
+    title: &str,
+    series: &[SeriesPoint],
+    thresholds: &[Threshold],
+) -> String {
+    let guides: Vec<Guide> = thresholds
+        .iter()
+        .filter(|t| t.operation.is_none())
+        .filter_map(|t| match t.metric {
+            Metric::Percentile(p) if [50.0, 95.0, 99.0].contains(&p) => {
+                Some(Guide::Level(t.text.clone(), t.limit * 1e3))
+            }
+            _ => None,
+        })
+        .collect();
+    chart(
+        id,
+        title,
+        "ms",
+        &[
+            Line {
+                name: "p50",
+                colour: "#2b8a3e",
+                points: series.iter().map(|p| (p.t, p.p50_ms)).collect(),
+            },
+            Line {
+                name: "p95",
+                colour: "#e67700",
+                points: series.iter().map(|p| (p.t, p.p95_ms)).collect(),
+            },
+            Line {
+                name: "p99",
+                colour: "#c92a2a",
+                points: series.iter().map(|p| (p.t, p.p99_ms)).collect(),
+            },
+        ],
+        &guides,
+    )
+}
+
+fn per_second(
+    series: &[SeriesPoint],
+    step: f64,
+    value: impl Fn(&SeriesPoint) -> u64,
+) -> Vec<(f64, Option<f64>)> {
+    series
+        .iter()
+        .map(|p| (p.t, Some(value(p) as f64 / step)))
+        .collect()
+}
+
+fn ns(value: u64) -> String {
+    format_seconds(value as f64 / 1e9)
+}
+
+fn summary_rows(name: &str, s: &Summary) -> String {
+    format!(
+        "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{}</td></tr>",
+        escape(name),
+        s.count,
+        s.rps,
+        ns(s.average),
+        ns(s.fastest),
+        ns(s.p50),
+        ns(s.p90),
+        ns(s.p95),
+        ns(s.p99),
+        ns(s.p999),
+        ns(s.slowest),
+        s.error_rate * 100.0,
+        s.dropped
+    )
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:960px;color:#212529}\
+h1{font-size:22px}h2{font-size:18px;margin-top:28px}table{border-collapse:collapse;margin:8px 0;font-size:13px}\
+td,th{border:1px solid #dee2e6;padding:3px 7px;text-align:right}td:first-child,th:first-child{text-align:left}\
+.pass{color:#2b8a3e;font-weight:600}.fail{color:#c92a2a;font-weight:600}.warn{background:#fff3bf;padding:6px 10px}\
+svg.chart{width:100%;height:auto;border:1px solid #e9ecef;margin:8px 0}.grid{stroke:#f1f3f5}.axis{stroke:#adb5bd}\
+.tick,.legend,.unit{font-size:11px;fill:#495057}.title{font-size:13px;font-weight:600;fill:#212529}\
+.guide{stroke:#862e9c;stroke-dasharray:6 4}.guide-label{font-size:11px;fill:#862e9c}";
+
+const SCRIPT: &str = "window.addEventListener('load',function(){var c=document.querySelectorAll('svg.chart'),d=0;\
+c.forEach(function(s){var ok=false;s.querySelectorAll('polyline').forEach(function(l){var b=l.getBBox();if(b.width>0)ok=true;});\
+s.setAttribute('data-drawn',ok?'yes':'no');if(ok)d++;});document.body.setAttribute('data-charts',c.length);\
+document.body.setAttribute('data-charts-drawn',d);});";
+
+pub fn render(report: &Report) -> String {
+    let mut html = String::new();
+    let verdict = if report.passed {
+        r#"<span class="pass">PASS</span>"#
+    } else {
+        r#"<span class="fail">FAIL</span>"#
+    };
+    let _ = write!(
+        html,
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>commerce-load: {}</title><style>{STYLE}</style></head><body>",
+        escape(&report.profile)
+    );
+    let _ = write!(
+        html,
+        "<h1>Load test <code>{}</code>: {verdict}</h1><p>{}</p><p>Started {}, measured {:.1} s; {} requests answered, {:.1}/s, {} errors ({:.2}%), {} dropped.</p>",
+        escape(&report.profile),
+        escape(&report.description),
+        escape(&report.date),
+        report.summary.total as f64 / 1e9,
+        report.summary.count,
+        report.summary.rps,
+        report.summary.errors,
+        report.summary.error_rate * 100.0,
+        report.summary.dropped
+    );
+    for warning in &report.warnings {
+        let _ = write!(html, r#"<p class="warn">{}</p>"#, escape(warning));
+    }
+    if !report.thresholds.is_empty() {
+        html.push_str("<h2>Thresholds</h2><table><tr><th>scope</th><th>threshold</th><th>observed</th><th>result</th></tr>");
+        for t in &report.thresholds {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                escape(&t.scope),
+                escape(&t.threshold),
+                escape(&t.observed_text),
+                if t.passed { "pass" } else { "fail" },
+                if t.passed { "pass" } else { "fail" }
+            );
+        }
+        html.push_str("</table>");
+    }
+
+    let step = report
+        .raw
+        .scenarios
+        .first()
+        .map(|s| s.step_ms as f64 / 1e3)
+        .unwrap_or(1.0);
+    let overall_thresholds: Vec<Threshold> = report
+        .raw
+        .thresholds
+        .iter()
+        .filter_map(|t| Threshold::parse(t).ok())
+        .collect();
+    let single_thresholds: Vec<Threshold> = if report.raw.scenarios.len() == 1 {
+        report.raw.scenarios[0]
+            .thresholds
+            .iter()
+            .filter_map(|t| Threshold::parse(t).ok())
+            .chain(overall_thresholds.iter().cloned())
+            .collect()
+    } else {
+        overall_thresholds
+    };
+    html.push_str("<h2>Over time</h2>");
+    html.push_str(&latency_chart(
+        "chart-latency",
+        "Latency percentiles (of the requests due in each step)",
+        &report.series,
+        &single_thresholds,
+    ));
+    html.push_str(&chart(
+        "chart-throughput",
+        "Throughput: requests sent and answered",
+        "per second",
+        &[
+            Line {
+                name: "sent",
+                colour: "#1971c2",
+                points: per_second(&report.series, step, |p| p.sent),
+            },
+            Line {
+                name: "answered",
+                colour: "#2b8a3e",
+                points: per_second(&report.series, step, |p| p.completed),
+            },
+        ],
+        &[],
+    ));
+    html.push_str(&chart(
+        "chart-errors",
+        "Errors and dropped requests",
+        "per second",
+        &[
+            Line {
+                name: "errors",
+                colour: "#c92a2a",
+                points: per_second(&report.series, step, |p| p.errors),
+            },
+            Line {
+                name: "dropped",
+                colour: "#868e96",
+                points: per_second(&report.series, step, |p| p.dropped),
+            },
+        ],
+        &[],
+    ));
+    if report.server_memory.is_empty() {
+        html.push_str("<p>Server memory: not known (the run did not start the server).</p>");
+    } else {
+        html.push_str(&chart(
+            "chart-memory",
+            "Server memory (resident set size)",
+            "MiB",
+            &[Line {
+                name: "RSS",
+                colour: "#5f3dc4",
+                points: report
+                    .server_memory
+                    .iter()
+                    .map(|m| (m.t, Some(m.rss_bytes as f64 / 1_048_576.0)))
+                    .collect(),
+            }],
+            &[],
+        ));
+    }
+
+    let header = "<tr><th>requests</th><th>answered</th><th>/s</th><th>avg</th><th>min</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>dropped</th></tr>";
+    for (i, s) in report.scenarios.iter().enumerate() {
+        let _ = write!(
+            html,
+            "<h2>Scenario <code>{}</code>: {}</h2><p>{}; mix: {}; {} warm-up requests not counted.</p>",
+            escape(&s.name),
+            if s.passed {
+                r#"<span class="pass">pass</span>"#
+            } else {
+                r#"<span class="fail">fail</span>"#
+            },
+            escape(&s.load),
+            escape(&s.mix),
+            s.warmup_requests
+        );
+        let _ = write!(html, "<table>{header}{}", summary_rows("all", &s.summary));
+        if s.operations.len() > 1 {
+            for (name, op) in &s.operations {
+                html.push_str(&summary_rows(name, op));
+            }
+        }
+        html.push_str("</table>");
+        let rows: Vec<_> = report
+            .thresholds
+            .iter()
+            .filter(|t| t.scope == s.name)
+            .collect();
+        if !rows.is_empty() {
+            html.push_str("<table><tr><th>threshold</th><th>observed</th><th>result</th></tr>");
+            for t in rows {
+                let _ = write!(
+                    html,
+                    "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    escape(&t.threshold),
+                    escape(&t.observed_text),
+                    if t.passed { "pass" } else { "fail" },
+                    if t.passed { "pass" } else { "fail" }
+                );
+            }
+            html.push_str("</table>");
+        }
+        let codes: Vec<String> = s
+            .summary
+            .status_code_distribution
+            .iter()
+            .map(|(code, n)| format!("{}: {n}", escape(code)))
+            .collect();
+        let _ = write!(html, "<p>Status codes: {}</p>", codes.join(", "));
+        if !s.summary.error_distribution.is_empty() {
+            html.push_str("<table><tr><th>error</th><th>count</th></tr>");
+            for (message, n) in s.summary.error_distribution.iter().take(20) {
+                let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", escape(message));
+            }
+            html.push_str("</table>");
+        }
+        if report.scenarios.len() > 1 {
+            let thresholds: Vec<Threshold> = report.raw.scenarios[i]
+                .thresholds
+                .iter()
+                .filter_map(|t| Threshold::parse(t).ok())
+                .collect();
+            html.push_str(&latency_chart(
+                &format!("chart-latency-{i}"),
+                &format!("Latency of {}", s.name),
+                &s.series,
+                &thresholds,
+            ));
+        }
+    }
+    html.push_str("<h2>Generators</h2><table><tr><th>host</th><th>pid</th><th>target</th><th>connections</th><th>CPU (% of a core)</th><th>send lag p50</th><th>p99</th><th>max</th></tr>");
+    for g in &report.generators {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&g.host),
+            g.pid,
+            escape(&g.target),
+            g.connections,
+            g.cpu_percent,
+            format_seconds(g.send_lag_p50_us as f64 / 1e6),
+            format_seconds(g.send_lag_p99_us as f64 / 1e6),
+            format_seconds(g.send_lag_max_us as f64 / 1e6)
+        );
+    }
+    html.push_str("</table><p>Latency counts from the time each request was due, so a stalled server or generator shows in full (coordinated omission corrected). Written by commerce-load.</p>");
+    let _ = writeln!(html, "<script>{SCRIPT}</script></body></html>");
+    html
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn axes_are_round() {
+        assert_eq!(nice_axis(9.3), (10.0, 2.0));
+        assert_eq!(nice_axis(0.0), (1.0, 0.2));
+        assert_eq!(nice_axis(230.0), (250.0, 50.0));
+        assert_eq!(escape("<a&\"b\">"), "&lt;a&amp;&quot;b&quot;&gt;");
+    }
+}

@@ -1,0 +1,149 @@
+//! The end-of-test summary, in the manner of k6's: thresholds first with ✓ or ✗, then each
+//! scenario's requests, latency percentiles, operations and status codes.
+
+use std::fmt::Write as _;
+
+use crate::report::{Report, Summary};
+use crate::threshold::format_seconds;
+
+fn ns(value: u64) -> String {
+    format_seconds(value as f64 / 1e9)
+}
+
+fn latency_line(summary: &Summary) -> String {
+    format!(
+        "avg={} min={} p50={} p90={} p95={} p99={} p99.9={} max={}",
+        ns(summary.average),
+        ns(summary.fastest),
+        ns(summary.p50),
+        ns(summary.p90),
+        ns(summary.p95),
+        ns(summary.p99),
+        ns(summary.p999),
+        ns(summary.slowest)
+    )
+}
+
+fn codes(summary: &Summary) -> String {
+    summary
+        .status_code_distribution
+        .iter()
+        .map(|(code, n)| format!("{code}={n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n  profile {}: {}\n  started {}, measured {:.1}s",
+        report.profile,
+        report.description,
+        report.date,
+        report.summary.total as f64 / 1e9
+    );
+    if !report.thresholds.is_empty() {
+        let _ = writeln!(out, "\n  thresholds");
+        for t in &report.thresholds {
+            let mark = if t.passed { "✓" } else { "✗" };
+            let _ = writeln!(
+                out,
+                "    {mark} {:<12} {:<28} {}",
+                t.scope, t.threshold, t.observed_text
+            );
+        }
+    }
+    for s in &report.scenarios {
+        let _ = writeln!(out, "\n  scenario {}: {}", s.name, s.load);
+        let _ = writeln!(out, "    mix ............ {}", s.mix);
+        let _ = writeln!(
+            out,
+            "    requests ....... {} answered, {:.1}/s, {} errors ({:.2}%), {} dropped, {} in warm-up",
+            s.summary.count,
+            s.summary.rps,
+            s.summary.errors,
+            s.summary.error_rate * 100.0,
+            s.summary.dropped,
+            s.warmup_requests
+        );
+        let _ = writeln!(out, "    latency ........ {}", latency_line(&s.summary));
+        let _ = writeln!(
+            out,
+            "    from send ...... p50={} p99={} (without the wait for a late send)",
+            ns(s.summary.service_time_p50),
+            ns(s.summary.service_time_p99)
+        );
+        if s.operations.len() > 1 {
+            for (name, op) in &s.operations {
+                let _ = writeln!(
+                    out,
+                    "    {name:.<16} {} answered, p50={} p95={} p99={}, {} errors",
+                    op.count,
+                    ns(op.p50),
+                    ns(op.p95),
+                    ns(op.p99),
+                    op.errors
+                );
+            }
+        }
+        let _ = writeln!(out, "    status ......... {}", codes(&s.summary));
+        for (message, n) in s.summary.error_distribution.iter().take(5) {
+            let _ = writeln!(out, "      {n} × {message}");
+        }
+    }
+    if report.scenarios.len() > 1 {
+        let _ = writeln!(
+            out,
+            "\n  all scenarios: {} answered, {:.1}/s, {} errors, latency {}",
+            report.summary.count,
+            report.summary.rps,
+            report.summary.errors,
+            latency_line(&report.summary)
+        );
+    }
+    if let Some(peak) = report.server_memory.iter().map(|m| m.rss_bytes).max() {
+        let first = report
+            .server_memory
+            .first()
+            .map(|m| m.rss_bytes)
+            .unwrap_or(0);
+        let last = report
+            .server_memory
+            .last()
+            .map(|m| m.rss_bytes)
+            .unwrap_or(0);
+        let _ = writeln!(
+            out,
+            "\n  server memory (RSS): {:.1} MiB at the start, {:.1} MiB at the end, {:.1} MiB at most",
+            first as f64 / 1_048_576.0,
+            last as f64 / 1_048_576.0,
+            peak as f64 / 1_048_576.0
+        );
+    }
+    for g in &report.generators {
+        let _ = writeln!(
+            out,
+            "  generator {} pid {}: {} connection(s) to {}, CPU {:.0}% of a core, send lag p50={} p99={}",
+            g.host,
+            g.pid,
+            g.connections,
+            g.target,
+            g.cpu_percent,
+            format_seconds(g.send_lag_p50_us as f64 / 1e6),
+            format_seconds(g.send_lag_p99_us as f64 / 1e6)
+        );
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "  warning: {warning}");
+    }
+    let verdict = if report.passed {
+        "PASS: every threshold held"
+    } else if report.stopped_early.is_some() {
+        "FAIL: the run stopped early"
+    } else {
+        "FAIL: a threshold failed"
+    };
+    let _ = writeln!(out, "\n  {verdict}");
+    out
+}

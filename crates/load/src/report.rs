@@ -1,0 +1,767 @@
+//! Reports computed from raw results: statistics with ghz's JSON field names (plus p99.9),
+//! per scenario and operation, series, thresholds and their outcome; and the merge of the raw
+//! results of several generator processes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::profile::Profile;
+use crate::record::{RawRun, RawScenario, latency_histogram, step_histogram};
+use crate::threshold::{Metric, Threshold, format_metric_value, format_seconds};
+
+/// The JSON report. Durations are in nanoseconds, as in ghz's JSON output.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub profile: String,
+    pub description: String,
+    /// RFC 3339, the start of the measured window.
+    pub date: String,
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Whether every threshold held (and the run was not stopped early).
+    pub passed: bool,
+    pub thresholds: Vec<ThresholdOutcome>,
+    pub scenarios: Vec<ScenarioReport>,
+    /// All scenarios together, per step.
+    pub series: Vec<SeriesPoint>,
+    pub server_memory: Vec<MemoryPoint>,
+    pub generators: Vec<GeneratorReport>,
+    pub warnings: Vec<String>,
+    pub stopped_early: Option<String>,
+    /// Everything above is computed from this (`commerce-load merge` reads it).
+    pub raw: RawRun,
+}
+
+/// ghz's summary fields, plus what a load test needs beyond them.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// Completed requests.
+    pub count: u64,
+    /// Length of the measured window, ns.
+    pub total: u64,
+    /// Mean latency, ns.
+    pub average: u64,
+    pub fastest: u64,
+    pub slowest: u64,
+    /// Completed requests per second of the window.
+    pub rps: f64,
+    pub error_distribution: BTreeMap<String, u64>,
+    pub status_code_distribution: BTreeMap<String, u64>,
+    pub latency_distribution: Vec<LatencyPoint>,
+    pub histogram: Vec<Bucket>,
+    pub p50: u64,
+    pub p90: u64,
+    pub p95: u64,
+    pub p99: u64,
+    /// p99.9, ns.
+    pub p999: u64,
+    pub errors: u64,
+    pub error_rate: f64,
+    /// Requests not sent because the generator was too far behind.
+    pub dropped: u64,
+    /// Latency from the actual send (without the coordinated-omission correction), ns.
+    pub service_time_p50: u64,
+    pub service_time_p99: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyPoint {
+    pub percentage: f64,
+    /// ns.
+    pub latency: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Bucket {
+    /// Upper bound, seconds (ghz's unit for marks).
+    pub mark: f64,
+    pub count: u64,
+    pub frequency: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScenarioReport {
+    pub name: String,
+    pub load: String,
+    pub mix: String,
+    pub start_seconds: f64,
+    pub duration_seconds: f64,
+    #[serde(flatten)]
+    pub summary: Summary,
+    pub passed: bool,
+    pub operations: BTreeMap<String, Summary>,
+    pub series: Vec<SeriesPoint>,
+    pub warmup_requests: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeriesPoint {
+    /// Seconds from the start of the measured window.
+    pub t: f64,
+    pub sent: u64,
+    pub completed: u64,
+    pub errors: u64,
+    pub dropped: u64,
+    /// Latency percentiles of the requests due in this step, ms (`None` without any).
+    pub p50_ms: Option<f64>,
+    pub p95_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryPoint {
+    pub t: f64,
+    pub rss_bytes: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GeneratorReport {
+    pub host: String,
+    pub pid: u32,
+    pub target: String,
+    pub connections: usize,
+    /// CPU the generator used, as a share of one core.
+    pub cpu_percent: f64,
+    pub send_lag_p50_us: u64,
+    pub send_lag_p99_us: u64,
+    pub send_lag_max_us: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ThresholdOutcome {
+    /// `overall` or the scenario's name.
+    pub scope: String,
+    pub threshold: String,
+    /// In the metric's unit: seconds, a fraction, per second, a count (`None`: no data).
+    pub observed: Option<f64>,
+    pub observed_text: String,
+    pub passed: bool,
+}
+
+/// The generator's send lag above which the report says it could not keep up.
+pub const LAG_WARNING: Duration = Duration::from_millis(10);
+
+impl Report {
+    pub fn from_raw(raw: RawRun) -> Report {
+        let window = Duration::from_millis(raw.window_ms);
+        let mut all_ops: Vec<&crate::record::RawOperation> = Vec::new();
+        let mut dropped = 0;
+        let mut thresholds = Vec::new();
+        let mut scenarios = Vec::new();
+        for scenario in &raw.scenarios {
+            all_ops.extend(scenario.operations.values());
+            dropped += scenario.dropped;
+            let measured = Duration::from_millis(
+                scenario
+                    .duration_ms
+                    .min(raw.window_ms.saturating_sub(scenario.start_ms)),
+            );
+            let ops: Vec<_> = scenario.operations.values().collect();
+            let summary = summarise(&ops, measured, scenario.dropped);
+            let mut outcomes = Vec::new();
+            for text in &scenario.thresholds {
+                outcomes.push(judge(&scenario.name, text, scenario, measured));
+            }
+            let passed = outcomes.iter().all(|o| o.passed);
+            thresholds.extend(outcomes);
+            scenarios.push(ScenarioReport {
+                name: scenario.name.clone(),
+                load: scenario.load.clone(),
+                mix: scenario.mix.clone(),
+                start_seconds: scenario.start_ms as f64 / 1e3,
+                duration_seconds: scenario.duration_ms as f64 / 1e3,
+                summary,
+                passed,
+                operations: scenario
+                    .operations
+                    .iter()
+                    .map(|(name, op)| (name.clone(), summarise(&[op], measured, 0)))
+                    .collect(),
+                series: series(&[scenario]),
+                warmup_requests: scenario.warmup_requests,
+            });
+        }
+        let summary = summarise(&all_ops, window, dropped);
+        for text in &raw.thresholds {
+            thresholds.push(judge_overall(text, &raw, window));
+        }
+        let mut warnings = Vec::new();
+        let generators: Vec<GeneratorReport> = raw
+            .generators
+            .iter()
+            .map(|g| GeneratorReport {
+                host: g.host.clone(),
+                pid: g.pid,
+                target: g.target.clone(),
+                connections: g.connections,
+                cpu_percent: if g.wall_seconds > 0.0 {
+                    100.0 * g.cpu_seconds / g.wall_seconds
+                } else {
+                    0.0
+                },
+                send_lag_p50_us: g.send_lag.0.value_at_quantile(0.5),
+                send_lag_p99_us: g.send_lag.0.value_at_quantile(0.99),
+                send_lag_max_us: g.send_lag.0.max(),
+            })
+            .collect();
+        for g in &generators {
+            if Duration::from_micros(g.send_lag_p99_us) > LAG_WARNING {
+                warnings.push(format!(
+                    "the generator on {} (pid {}) sent 1% of its requests more than {} late \
+                     (p99 send lag {}): it, or the machine, could not keep up; the latencies \
+                     include that wait",
+                    g.host,
+                    g.pid,
+                    format_seconds(LAG_WARNING.as_secs_f64()),
+                    format_seconds(g.send_lag_p99_us as f64 / 1e6)
+                ));
+            }
+        }
+        if dropped > 0 {
+            warnings.push(format!(
+                "{dropped} requests were not sent because the generator fell too far behind \
+                 (see dropped in each scenario)"
+            ));
+        }
+        if let Some(reason) = &raw.stopped_early {
+            warnings.push(format!("the run stopped early: {reason}"));
+        }
+        let passed = raw.stopped_early.is_none() && thresholds.iter().all(|t| t.passed);
+        let memory = raw
+            .memory
+            .iter()
+            .map(|m| MemoryPoint {
+                t: m.t_ms as f64 / 1e3,
+                rss_bytes: m.rss_bytes,
+            })
+            .collect();
+        Report {
+            tool: "commerce-load",
+            version: env!("CARGO_PKG_VERSION"),
+            profile: raw.profile.clone(),
+            description: raw.description.clone(),
+            date: rfc3339(raw.started_unix_ms),
+            summary,
+            passed,
+            thresholds,
+            series: series(&raw.scenarios.iter().collect::<Vec<_>>()),
+            scenarios,
+            server_memory: memory,
+            generators,
+            warnings,
+            stopped_early: raw.stopped_early.clone(),
+            raw,
+        }
+    }
+}
+
+fn rfc3339(unix_ms: u64) -> String {
+    chrono_like(unix_ms)
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ` from Unix milliseconds (civil-from-days, Howard Hinnant's
+/// algorithm): one date format does not justify a date crate.
+fn chrono_like(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600,
+        rem % 3_600 / 60,
+        rem % 60,
+        unix_ms % 1000
+    )
+}
+
+fn merged_latency(ops: &[&crate::record::RawOperation]) -> (Histogram<u64>, Histogram<u64>) {
+    let mut latency = latency_histogram();
+    let mut service = latency_histogram();
+    for op in ops {
+        // The histograms of one run share their bounds; a merged file's were checked.
+        let _ = latency.add(&op.latency.0);
+        let _ = service.add(&op.service.0);
+    }
+    (latency, service)
+}
+
+fn summarise(ops: &[&crate::record::RawOperation], window: Duration, dropped: u64) -> Summary {
+    let (latency, service) = merged_latency(ops);
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    for op in ops {
+        for (code, n) in &op.codes {
+            *codes.entry(code.clone()).or_default() += n;
+        }
+        for (message, n) in &op.errors {
+            *errors.entry(message.clone()).or_default() += n;
+        }
+    }
+    let count = latency.len();
+    let error_count: u64 = errors.values().sum();
+    let ns = |us: u64| us.saturating_mul(1_000);
+    let at = |q: f64| {
+        if count == 0 {
+            0
+        } else {
+            ns(latency.value_at_quantile(q))
+        }
+    };
+    let latency_distribution = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9]
+        .into_iter()
+        .map(|percentage| LatencyPoint {
+            percentage,
+            latency: at(percentage / 100.0),
+        })
+        .collect();
+    Summary {
+        count,
+        total: u64::try_from(window.as_nanos()).unwrap_or(u64::MAX),
+        average: if count == 0 {
+            0
+        } else {
+            (latency.mean() * 1_000.0) as u64
+        },
+        fastest: if count == 0 { 0 } else { ns(latency.min()) },
+        slowest: if count == 0 { 0 } else { ns(latency.max()) },
+        rps: if window.is_zero() {
+            0.0
+        } else {
+            count as f64 / window.as_secs_f64()
+        },
+        error_distribution: errors,
+        status_code_distribution: codes,
+        latency_distribution,
+        histogram: buckets(&latency),
+        p50: at(0.5),
+        p90: at(0.9),
+        p95: at(0.95),
+        p99: at(0.99),
+        p999: at(0.999),
+        errors: error_count,
+        error_rate: if count == 0 {
+            0.0
+        } else {
+            error_count as f64 / count as f64
+        },
+        dropped,
+        service_time_p50: if count == 0 {
+            0
+        } else {
+            ns(service.value_at_quantile(0.5))
+        },
+        service_time_p99: if count == 0 {
+            0
+        } else {
+            ns(service.value_at_quantile(0.99))
+        },
+    }
+}
+
+/// ghz's histogram: ten equal buckets from the fastest to the slowest request.
+fn buckets(latency: &Histogram<u64>) -> Vec<Bucket> {
+    let count = latency.len();
+    if count == 0 {
+        return Vec::new();
+    }
+    let (low, high) = (latency.min(), latency.max());
+    let width = ((high - low) as f64 / 10.0).max(1.0);
+    let mut out = Vec::new();
+    let mut previous = 0;
+    for i in 1..=10u32 {
+        let mark = if i == 10 {
+            high
+        } else {
+            low + (width * f64::from(i)) as u64
+        };
+        let below = latency
+            .iter_recorded()
+            .filter(|v| latency.highest_equivalent(v.value_iterated_to()) <= mark || i == 10)
+            .map(|v| v.count_at_value())
+            .sum::<u64>();
+        let n = below.saturating_sub(previous);
+        previous = below;
+        out.push(Bucket {
+            mark: mark as f64 / 1e6,
+            count: n,
+            frequency: n as f64 / count as f64,
+        });
+    }
+    out
+}
+
+fn series(scenarios: &[&RawScenario]) -> Vec<SeriesPoint> {
+    let Some(step_ms) = scenarios.first().map(|s| s.step_ms) else {
+        return Vec::new();
+    };
+    let len = scenarios.iter().map(|s| s.series.len()).max().unwrap_or(0);
+    (0..len)
+        .map(|i| {
+            let mut latency = step_histogram();
+            let (mut sent, mut completed, mut errors, mut dropped) = (0, 0, 0, 0);
+            for scenario in scenarios {
+                if let Some(step) = scenario.series.get(i) {
+                    sent += step.sent;
+                    completed += step.completed;
+                    errors += step.errors;
+                    dropped += step.dropped;
+                    let _ = latency.add(&step.latency.0);
+                }
+            }
+            let at =
+                |q: f64| (!latency.is_empty()).then(|| latency.value_at_quantile(q) as f64 / 1e3);
+            SeriesPoint {
+                t: (i as u64 * step_ms) as f64 / 1e3,
+                sent,
+                completed,
+                errors,
+                dropped,
+                p50_ms: at(0.5),
+                p95_ms: at(0.95),
+                p99_ms: at(0.99),
+            }
+        })
+        .collect()
+}
+
+/// What a threshold observes in a set of operations over a window: `None` when there is
+/// nothing to observe (no request completed), which fails the threshold.
+fn observe(
+    threshold: &Threshold,
+    ops: &[&crate::record::RawOperation],
+    window: Duration,
+    dropped: u64,
+) -> Option<f64> {
+    let (latency, _) = merged_latency(ops);
+    let count = latency.len();
+    let errors: u64 = ops.iter().flat_map(|op| op.errors.values()).sum();
+    match threshold.metric {
+        Metric::Percentile(p) => {
+            (count > 0).then(|| latency.value_at_quantile(p / 100.0) as f64 / 1e6)
+        }
+        Metric::Average => (count > 0).then(|| latency.mean() / 1e6),
+        Metric::ErrorRate => (count > 0).then(|| errors as f64 / count as f64),
+        Metric::Rps => (!window.is_zero()).then(|| count as f64 / window.as_secs_f64()),
+        Metric::Dropped => Some(dropped as f64),
+    }
+}
+
+fn outcome(scope: &str, threshold: &Threshold, observed: Option<f64>) -> ThresholdOutcome {
+    ThresholdOutcome {
+        scope: scope.to_owned(),
+        threshold: threshold.text.clone(),
+        observed,
+        observed_text: observed
+            .map(|v| format_metric_value(threshold.metric, v))
+            .unwrap_or_else(|| "no requests".to_owned()),
+        passed: observed.is_some_and(|v| threshold.holds(v)),
+    }
+}
+
+fn invalid_threshold(scope: &str, text: &str, error: impl std::fmt::Display) -> ThresholdOutcome {
+    // Profiles are validated before a run; a merged file may still carry text a newer version
+    // wrote. It cannot pass.
+    ThresholdOutcome {
+        scope: scope.to_owned(),
+        threshold: text.to_owned(),
+        observed: None,
+        observed_text: format!("invalid: {error}"),
+        passed: false,
+    }
+}
+
+fn judge(scope: &str, text: &str, scenario: &RawScenario, window: Duration) -> ThresholdOutcome {
+    let threshold = match Threshold::parse(text) {
+        Ok(t) => t,
+        Err(error) => return invalid_threshold(scope, text, error),
+    };
+    let ops: Vec<_> = match threshold.operation {
+        Some(op) => scenario.operations.get(op.name()).into_iter().collect(),
+        None => scenario.operations.values().collect(),
+    };
+    let observed = observe(&threshold, &ops, window, scenario.dropped);
+    outcome(scope, &threshold, observed)
+}
+
+fn judge_overall(text: &str, raw: &RawRun, window: Duration) -> ThresholdOutcome {
+    let threshold = match Threshold::parse(text) {
+        Ok(t) => t,
+        Err(error) => return invalid_threshold("overall", text, error),
+    };
+    let ops: Vec<_> = raw
+        .scenarios
+        .iter()
+        .flat_map(|s| {
+            s.operations
+                .iter()
+                .filter(|(name, _)| {
+                    threshold
+                        .operation
+                        .is_none_or(|op| op.name() == name.as_str())
+                })
+                .map(|(_, op)| op)
+        })
+        .collect();
+    let dropped = raw.scenarios.iter().map(|s| s.dropped).sum();
+    outcome(
+        "overall",
+        &threshold,
+        observe(&threshold, &ops, window, dropped),
+    )
+}
+
+/// The first latency or error threshold that fails on the results so far (for
+/// `--abort-on-fail`); rate and count thresholds are judged only at the end.
+pub fn failing_threshold(
+    profile: &Profile,
+    scenarios: &[RawScenario],
+    elapsed: Duration,
+) -> Option<String> {
+    // Too few requests make a percentile meaningless: wait for a few seconds of data.
+    if elapsed < Duration::from_secs(5) {
+        return None;
+    }
+    let judged = |t: &Threshold| t.metric.is_latency() || t.metric == Metric::ErrorRate;
+    for (scenario, raw) in profile.scenarios.iter().zip(scenarios) {
+        for threshold in scenario.thresholds.iter().filter(|t| judged(t)) {
+            let result = judge(&scenario.name, &threshold.text, raw, elapsed);
+            if result.observed.is_some() && !result.passed {
+                return Some(format!(
+                    "`{}` of scenario {} ({})",
+                    threshold.text, scenario.name, result.observed_text
+                ));
+            }
+        }
+    }
+    let ops: Vec<_> = scenarios
+        .iter()
+        .flat_map(|s| s.operations.values())
+        .collect();
+    for threshold in profile.thresholds.iter().filter(|t| judged(t)) {
+        let ops: Vec<_> = ops.to_vec();
+        let observed = observe(threshold, &ops, elapsed, 0);
+        if let Some(value) = observed
+            && !threshold.holds(value)
+        {
+            return Some(format!(
+                "`{}` ({})",
+                threshold.text,
+                format_metric_value(threshold.metric, value)
+            ));
+        }
+    }
+    None
+}
+
+/// One progress line for a scenario.
+pub fn progress_line(scenario: &RawScenario, elapsed: Duration, in_flight: u64) -> String {
+    let ops: Vec<_> = scenario.operations.values().collect();
+    let (latency, _) = merged_latency(&ops);
+    let errors: u64 = ops.iter().flat_map(|op| op.errors.values()).sum();
+    let sent: u64 = scenario.series.iter().map(|s| s.sent).sum();
+    let p95 = if latency.is_empty() {
+        "-".to_owned()
+    } else {
+        format_seconds(latency.value_at_quantile(0.95) as f64 / 1e6)
+    };
+    format!(
+        "[{:>5}s] {}: sent {sent}, answered {}, errors {errors}, dropped {}, in flight {in_flight}, p95 {p95}",
+        elapsed.as_secs(),
+        scenario.name,
+        latency.len(),
+        scenario.dropped,
+    )
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("cannot read {path}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not a commerce-load JSON report: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("nothing to merge")]
+    Empty,
+    #[error("{0}")]
+    Incompatible(String),
+}
+
+/// The `raw` part of a JSON report.
+#[derive(Deserialize)]
+struct RawOnly {
+    raw: RawRun,
+}
+
+/// Reads the raw results of a JSON report written by `commerce-load`.
+pub fn read_raw(path: &std::path::Path) -> Result<RawRun, MergeError> {
+    let text = std::fs::read_to_string(path).map_err(|source| MergeError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    serde_json::from_str::<RawOnly>(&text)
+        .map(|r| r.raw)
+        .map_err(|source| MergeError::Parse {
+            path: path.display().to_string(),
+            source,
+        })
+}
+
+/// Merges the raw results of generators that ran the same profile at the same time (against
+/// the same service): histograms and counts add up, series are aligned on wall-clock time.
+pub fn merge(runs: Vec<RawRun>) -> Result<RawRun, MergeError> {
+    let mut runs = runs.into_iter();
+    let Some(first) = runs.next() else {
+        return Err(MergeError::Empty);
+    };
+    let mut merged = first;
+    for run in runs {
+        if run.profile != merged.profile {
+            return Err(MergeError::Incompatible(format!(
+                "the runs are of different profiles (`{}` and `{}`)",
+                merged.profile, run.profile
+            )));
+        }
+        let start = merged.started_unix_ms.min(run.started_unix_ms);
+        let end =
+            (merged.started_unix_ms + merged.window_ms).max(run.started_unix_ms + run.window_ms);
+        // Shift both onto the earlier start.
+        let shift_merged = merged.started_unix_ms - start;
+        let shift_run = run.started_unix_ms - start;
+        shift(&mut merged, shift_merged)?;
+        let mut run = run;
+        shift(&mut run, shift_run)?;
+        merged.started_unix_ms = start;
+        merged.window_ms = end - start;
+        for scenario in run.scenarios {
+            match merged
+                .scenarios
+                .iter_mut()
+                .find(|s| s.name == scenario.name)
+            {
+                None => merged.scenarios.push(scenario),
+                Some(into) => add_scenario(into, scenario)?,
+            }
+        }
+        merged.memory.extend(run.memory);
+        merged.memory.sort_by_key(|m| m.t_ms);
+        merged.generators.extend(run.generators);
+        merged.stopped_early = merged.stopped_early.or(run.stopped_early);
+    }
+    Ok(merged)
+}
+
+/// Moves a run's times `by_ms` later (its series get empty steps in front).
+fn shift(run: &mut RawRun, by_ms: u64) -> Result<(), MergeError> {
+    if by_ms == 0 {
+        return Ok(());
+    }
+    for m in &mut run.memory {
+        m.t_ms += i64::try_from(by_ms).unwrap_or(i64::MAX);
+    }
+    for scenario in &mut run.scenarios {
+        scenario.start_ms += by_ms;
+        // Aligned to the nearest step: generators started within half a step of each other
+        // share their steps.
+        let steps = usize::try_from((by_ms + scenario.step_ms / 2) / scenario.step_ms.max(1))
+            .map_err(|_| MergeError::Incompatible("the runs are too far apart".into()))?;
+        let mut series = vec![crate::record::RawStep::empty(); steps];
+        series.append(&mut scenario.series);
+        scenario.series = series;
+    }
+    Ok(())
+}
+
+fn add_scenario(into: &mut RawScenario, from: RawScenario) -> Result<(), MergeError> {
+    if into.step_ms != from.step_ms {
+        return Err(MergeError::Incompatible(format!(
+            "scenario {}: series steps differ ({} ms and {} ms): the runs had different durations",
+            into.name, into.step_ms, from.step_ms
+        )));
+    }
+    if into.thresholds != from.thresholds {
+        return Err(MergeError::Incompatible(format!(
+            "scenario {}: the runs had different thresholds",
+            into.name
+        )));
+    }
+    let end = (into.start_ms + into.duration_ms).max(from.start_ms + from.duration_ms);
+    into.start_ms = into.start_ms.min(from.start_ms);
+    into.duration_ms = end - into.start_ms;
+    for (name, op) in from.operations {
+        match into.operations.get_mut(&name) {
+            None => {
+                into.operations.insert(name, op);
+            }
+            Some(target) => {
+                add_hist(&mut target.latency.0, &op.latency.0)?;
+                add_hist(&mut target.service.0, &op.service.0)?;
+                for (code, n) in op.codes {
+                    *target.codes.entry(code).or_default() += n;
+                }
+                for (message, n) in op.errors {
+                    *target.errors.entry(message).or_default() += n;
+                }
+            }
+        }
+    }
+    for (i, step) in from.series.into_iter().enumerate() {
+        if into.series.len() <= i {
+            into.series.push(step);
+            continue;
+        }
+        let target = &mut into.series[i];
+        target.sent += step.sent;
+        target.completed += step.completed;
+        target.errors += step.errors;
+        target.dropped += step.dropped;
+        add_hist(&mut target.latency.0, &step.latency.0)?;
+    }
+    into.dropped += from.dropped;
+    into.warmup_requests += from.warmup_requests;
+    Ok(())
+}
+
+fn add_hist(into: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<(), MergeError> {
+    into.add(from)
+        .map_err(|error| MergeError::Incompatible(format!("histograms do not add up: {error:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(chrono_like(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(chrono_like(1_796_000_000_123), "2026-11-30T00:53:20.123Z");
+        assert_eq!(chrono_like(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+}

@@ -1,0 +1,11 @@
+//! The load crate's integration tests: the generator against a test double of the cart service
+//! (coordinated omission, merging), against the real server (every operation with real data),
+//! the command line, and the HTML report in a headless browser.
+
+mod cli;
+mod double;
+mod html;
+mod merge;
+mod real;
+mod stall;
+mod support;
