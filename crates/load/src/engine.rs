@@ -245,11 +245,18 @@ pub async fn run(
                     .zip(&recorders)
                     .map(|(s, r)| snapshot(s, r))
                     .collect();
-                for (scenario, recorder) in scenarios.iter().zip(&recorders) {
-                    eprintln!(
-                        "{}",
-                        report::progress_line(scenario, elapsed, recorder.in_flight())
-                    );
+                for ((raw, recorder), scenario) in
+                    scenarios.iter().zip(&recorders).zip(&profile.scenarios)
+                {
+                    // Only the scenarios running now (or just finished): a profile of scenarios
+                    // in sequence would print mostly zeros.
+                    let end = scenario.start + scenario.load.duration() + every;
+                    if elapsed >= scenario.start && elapsed <= end {
+                        eprintln!(
+                            "{}",
+                            report::progress_line(raw, elapsed, recorder.in_flight())
+                        );
+                    }
                 }
                 if abort
                     && let Some(failed) = report::failing_threshold(&profile, &scenarios, elapsed)

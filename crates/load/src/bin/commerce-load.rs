@@ -102,6 +102,9 @@ struct RunArgs {
     /// (counted and reported) rather than sent.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     max_lag: Duration,
+    /// Threads of the generator's runtime (the scheduler threads come on top).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
+    threads: u16,
     /// Seed of the choices of operations and data.
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -159,10 +162,23 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let flags = Flags::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let threads = match &flags.command {
+        None => flags.run.threads,
+        Some(_) => 0,
+    };
+    // One thread by default, as h2load: every wake-up between the tasks of a request (the
+    // dispatcher, tonic's connection task, the request) stays on it, where more threads add
+    // cross-thread wake-ups to each round trip. `--threads` for more.
+    let mut builder = match threads {
+        1 => tokio::runtime::Builder::new_current_thread(),
+        0 => tokio::runtime::Builder::new_multi_thread(),
+        n => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(n));
+            builder
+        }
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
