@@ -31,6 +31,18 @@ rate = 50
 duration = "2s"
 mix = { get_cart = 1 }
 thresholds = ["p95 < 1us"]
+
+[profiles.long]
+description = "a minute no server passes"
+warmup = "0s"
+
+[[profiles.long.scenarios]]
+name = "reads"
+executor = "constant-arrival-rate"
+rate = 50
+duration = "60s"
+mix = { get_cart = 1 }
+thresholds = ["p95 < 1us"]
 "#;
 
 fn commerce_load(dir: &Path, args: &[&str]) -> Output {
@@ -144,6 +156,35 @@ async fn runs_judge_write_reports_and_merge() {
         .unwrap();
     assert_eq!(fail.status.code(), Some(1), "{}", text(&fail));
     assert!(text(&fail).contains("✗"), "{}", text(&fail));
+
+    // --abort-on-fail stops a failing minute after about 5 s of data, with the reports.
+    let started = std::time::Instant::now();
+    let mut args = with(&[
+        "long",
+        "--json",
+        "d.json",
+        "--html",
+        "d.html",
+        "--abort-on-fail",
+    ]);
+    // Progress (and so the threshold check) every second.
+    let at = args.iter().position(|a| a == "--progress").unwrap();
+    args[at + 1] = "1".to_owned();
+    let aborted = run(args).await.unwrap();
+    assert_eq!(aborted.status.code(), Some(1), "{}", text(&aborted));
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("d.json")).unwrap()).unwrap();
+    let why = json["stoppedEarly"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("--abort-on-fail") && why.contains("p95 < 1us"),
+        "{why}"
+    );
+    assert!(json["count"].as_u64().unwrap() < 1_500, "{}", json["count"]);
 }
 
 #[test]
@@ -158,7 +199,7 @@ fn usage_and_input_errors_exit_2_with_a_reason() {
     for (args, fragment) in [
         (
             vec!["nosuch", "--profiles", "profiles.toml"],
-            "there is no profile `nosuch`; the profiles are: quick, strict",
+            "there is no profile `nosuch`; the profiles are: long, quick, strict",
         ),
         (
             vec![
