@@ -22,12 +22,15 @@ seconds="${2:-15}"
 command -v h2load >/dev/null || { echo "h2load is missing: apt-get install nghttp2-client" >&2; exit 2; }
 
 work="$(mktemp -d)"
-cleanup() { kill "$holder" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
+bin="${CARGO_TARGET_DIR:-target}/release/commerce-load"
+mkfifo "$work/stdin"
+# Closing our end of the fifo is what stops the server (`serve` stops when its stdin closes).
+cleanup() { exec 3>&- 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 
-# The server, its data and identities; it stops when its stdin (the sleep) closes.
-sleep 1000000 | cargo xtask load serve >"$work/serve.out" 2>"$work/serve.err" &
-holder="$(pgrep -n -f "sleep 1000000")"
+# The server, its data and identities.
+cargo xtask load serve <"$work/stdin" >"$work/serve.out" 2>"$work/serve.err" &
+exec 3>"$work/stdin"
 for _ in $(seq 1 900); do grep -q "is serving" "$work/serve.out" 2>/dev/null && break; sleep 1; done
 grep -q "is serving" "$work/serve.out" || { cat "$work/serve.err" >&2; exit 2; }
 addr="$(awk '/gRPC:/ {print $2}' "$work/serve.out")"
@@ -70,9 +73,12 @@ print(f"  h2load        {sys.argv[3]:<12} {n / float(sys.argv[2]):8.1f}/s  p50 {
 PY
 }
 cl() { # $1: profile arguments
+  rm -f "$work/cl.json"
+  # Exit 1 (a threshold failed) still has a report to read; 2 has none.
   # shellcheck disable=SC2086
-  target/release/commerce-load $1 --target "$addr" --identities "$work/one.json" --connections 1 \
-    --warmup 3s --progress 0 --json "$work/cl.json" --html "$work/cl.html" >/dev/null 2>&1 || true
+  "$bin" $1 --target "$addr" --identities "$work/one.json" --connections 1 \
+    --warmup 3s --progress 0 --json "$work/cl.json" --html "$work/cl.html" >"$work/cl.out" 2>&1 || true
+  [ -s "$work/cl.json" ] || { cat "$work/cl.out" >&2; exit 2; }
   python3 - "$work/cl.json" "$2" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

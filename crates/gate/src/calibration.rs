@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 
 use bench_format::BenchmarkId;
 
-use crate::compare::{MIN_COUNT_CHANGE, Metric};
+use crate::compare::{MIN_BYTES_CHANGE, MIN_COUNT_CHANGE, Metric};
 use crate::paired::{PairedBenchmark, PairedResults, assess};
 use crate::report::Report;
 
@@ -48,6 +48,9 @@ pub struct Truth {
     /// The counts that changed (allocations, statements, commands): the gate must flag them
     /// in every run.
     pub counts: Vec<Metric>,
+    /// Counts that changed too without being required of the gate (bytes per iteration, which
+    /// grow with the allocations that carry them): flagging them is right, not a false alarm.
+    pub also_changed: Vec<Metric>,
 }
 
 /// The true effect of a mutation on every benchmark of a long paired run (no early stop):
@@ -108,6 +111,14 @@ pub fn truths(
                 t.round_trips_percent,
             );
         }
+        let mut also_changed = Vec::new();
+        if let (Some(before), Some(after)) =
+            (base.bytes_per_iteration, candidate.bytes_per_iteration)
+            && after - before >= MIN_BYTES_CHANGE
+            && after > before * (1.0 + t.bytes_percent / 100.0)
+        {
+            also_changed.push(Metric::Bytes);
+        }
         truths.insert(
             id.clone(),
             Truth {
@@ -115,6 +126,7 @@ pub fn truths(
                 ratio_ci: assessment.ratio_ci,
                 effect,
                 counts,
+                also_changed,
             },
         );
     }
@@ -171,9 +183,12 @@ pub fn score(truths: &BTreeMap<BenchmarkId, Truth>, runs: &[Report]) -> Score {
                 }
                 Effect::Small => {}
                 Effect::Untouched => {
-                    let flagged_other = regressions
-                        .iter()
-                        .any(|metric| *metric != Metric::Latency && !truth.counts.contains(metric));
+                    // A count the long run saw grow is a true regression, whatever the latency did.
+                    let flagged_other = regressions.iter().any(|metric| {
+                        *metric != Metric::Latency
+                            && !truth.counts.contains(metric)
+                            && !truth.also_changed.contains(metric)
+                    });
                     if latency || flagged_other {
                         score.false_alarms.push((id.clone(), run + 1));
                     }
@@ -206,7 +221,12 @@ pub fn score(truths: &BTreeMap<BenchmarkId, Truth>, runs: &[Report]) -> Score {
             }
         }
         if truth.effect != Effect::Untouched || !truth.counts.is_empty() || !flags.is_empty() {
-            let counts: Vec<&str> = truth.counts.iter().map(|m| m.as_str()).collect();
+            let counts: Vec<&str> = truth
+                .counts
+                .iter()
+                .chain(&truth.also_changed)
+                .map(|m| m.as_str())
+                .collect();
             score.lines.push(format!(
                 "{id}: true {:+.1}% [{:+.1}%, {:+.1}%] ({}){}; {}",
                 (truth.ratio - 1.0) * 100.0,

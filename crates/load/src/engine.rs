@@ -226,7 +226,12 @@ pub async fn run(
         tasks.push(task);
     }
 
-    let progress = options.progress.map(|every| {
+    // Progress lines, and the threshold checks of `--abort-on-fail` (every second when no
+    // progress is printed). They read the totals, never the series: copying those would stall
+    // the requests that wait for the same lock.
+    let checks = (options.progress.is_some() || options.abort_on_fail).then(|| {
+        let every = options.progress.unwrap_or(Duration::from_secs(1));
+        let print = options.progress.is_some();
         let profile = profile.clone();
         let recorders = recorders.clone();
         let stop = stop.clone();
@@ -239,27 +244,33 @@ pub async fn run(
                     break;
                 }
                 let elapsed = Instant::now().saturating_duration_since(t0);
-                let scenarios: Vec<_> = profile
+                let totals: Vec<_> = profile
                     .scenarios
                     .iter()
                     .zip(&recorders)
-                    .map(|(s, r)| snapshot(s, r))
+                    .map(|(s, r)| r.totals(&s.name))
                     .collect();
-                for ((raw, recorder), scenario) in
-                    scenarios.iter().zip(&recorders).zip(&profile.scenarios)
-                {
-                    // Only the scenarios running now (or just finished): a profile of scenarios
-                    // in sequence would print mostly zeros.
-                    let end = scenario.start + scenario.load.duration() + every;
-                    if elapsed >= scenario.start && elapsed <= end {
-                        eprintln!(
-                            "{}",
-                            report::progress_line(raw, elapsed, recorder.in_flight())
-                        );
+                if print {
+                    for ((raw, recorder), scenario) in
+                        totals.iter().zip(&recorders).zip(&profile.scenarios)
+                    {
+                        // Only the scenarios running now (or just finished): a profile of
+                        // scenarios in sequence would print mostly zeros.
+                        let end = scenario.start + scenario.load.duration() + every;
+                        if elapsed >= scenario.start && elapsed <= end {
+                            eprintln!(
+                                "{}",
+                                report::progress_line(
+                                    raw,
+                                    elapsed,
+                                    recorder.sent_total(),
+                                    recorder.in_flight()
+                                )
+                            );
+                        }
                     }
                 }
-                if abort
-                    && let Some(failed) = report::failing_threshold(&profile, &scenarios, elapsed)
+                if abort && let Some(failed) = report::failing_threshold(&profile, &totals, elapsed)
                 {
                     stop.stop(format!(
                         "--abort-on-fail: threshold {failed} failed at {}s",
@@ -283,8 +294,8 @@ pub async fn run(
     let end = Instant::now();
     let stopped_early = stop.reason();
     stop.stop("finished");
-    if let Some(progress) = progress {
-        progress.abort();
+    if let Some(checks) = checks {
+        checks.abort();
     }
     if let Some(sampler) = sampler {
         sampler.abort();
@@ -399,8 +410,10 @@ async fn open_model(
         let recorder = recorder.clone();
         tokio::spawn(async move {
             let mut rng = SmallRng::seed_from_u64(request_seed);
-            let outcome = client.perform(op, &mut rng).await;
-            recorder.completed(op, due, sent, Instant::now(), &outcome);
+            match client.perform(op, &mut rng).await {
+                Some(outcome) => recorder.completed(op, due, sent, Instant::now(), &outcome),
+                None => recorder.not_sent(due),
+            }
             drop(permit);
         });
     }
@@ -519,9 +532,15 @@ async fn virtual_user(
     while index < target.load(Ordering::SeqCst) && !stop.is_stopped() && Instant::now() < end {
         let op = scenario.mix.pick(rng.random_range(0..scenario.mix.total()));
         let sent = Instant::now();
-        recorder.sent(sent, sent);
-        let outcome = client.perform(op, &mut rng).await;
-        recorder.completed(op, sent, sent, Instant::now(), &outcome);
+        recorder.sent_by_user(sent);
+        match client.perform(op, &mut rng).await {
+            Some(outcome) => recorder.completed(op, sent, sent, Instant::now(), &outcome),
+            None => {
+                recorder.not_sent(sent);
+                // Nothing to do for now: let the others finish theirs.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
     }
 }
 

@@ -198,11 +198,29 @@ impl Identities {
 /// The outcome of one operation: `Ok` or the gRPC status of the call that failed.
 pub type Outcome = Result<(), tonic::Status>;
 
-/// The name of a gRPC code as ghz reports it (`OK`, `Unavailable`, `DeadlineExceeded`...).
-pub fn code_name(outcome: &Outcome) -> String {
-    match outcome {
-        Ok(()) => "OK".to_owned(),
-        Err(status) => format!("{:?}", status.code()),
+/// The name of a gRPC code as ghz (grpc-go's `codes.Code.String()`) writes it: `OK`,
+/// `Canceled`, `Unavailable`, `DeadlineExceeded`...
+pub fn code_name(outcome: &Outcome) -> &'static str {
+    use tonic::Code;
+    let Err(status) = outcome else { return "OK" };
+    match status.code() {
+        Code::Ok => "OK",
+        Code::Cancelled => "Canceled",
+        Code::Unknown => "Unknown",
+        Code::InvalidArgument => "InvalidArgument",
+        Code::DeadlineExceeded => "DeadlineExceeded",
+        Code::NotFound => "NotFound",
+        Code::AlreadyExists => "AlreadyExists",
+        Code::PermissionDenied => "PermissionDenied",
+        Code::ResourceExhausted => "ResourceExhausted",
+        Code::FailedPrecondition => "FailedPrecondition",
+        Code::Aborted => "Aborted",
+        Code::OutOfRange => "OutOfRange",
+        Code::Unimplemented => "Unimplemented",
+        Code::Internal => "Internal",
+        Code::Unavailable => "Unavailable",
+        Code::DataLoss => "DataLoss",
+        Code::Unauthenticated => "Unauthenticated",
     }
 }
 
@@ -292,19 +310,22 @@ impl Client {
         self.inner.channels[i % self.inner.channels.len()].clone()
     }
 
-    /// Performs `op` once, with data picked by `rng`.
-    pub async fn perform(&self, op: Operation, rng: &mut impl Rng) -> Outcome {
+    /// Performs `op` once, with data picked by `rng`; `None` when it was not sent because the
+    /// data it needs is busy (every user of the tenant has an order in flight: the generator
+    /// has more orders in flight than the data set has users). That is the generator's limit,
+    /// not the server's: it is counted as dropped, not as an error.
+    pub async fn perform(&self, op: Operation, rng: &mut impl Rng) -> Option<Outcome> {
         let timeout = self.inner.timeout;
         match tokio::time::timeout(timeout, self.perform_untimed(op, rng)).await {
             Ok(outcome) => outcome,
-            Err(_) => Err(tonic::Status::deadline_exceeded(format!(
+            Err(_) => Some(Err(tonic::Status::deadline_exceeded(format!(
                 "no answer within {}",
                 humantime::format_duration(timeout)
-            ))),
+            )))),
         }
     }
 
-    async fn perform_untimed(&self, op: Operation, rng: &mut impl Rng) -> Outcome {
+    async fn perform_untimed(&self, op: Operation, rng: &mut impl Rng) -> Option<Outcome> {
         let ids = &self.inner.identities;
         let tenant_index = rng.random_range(0..ids.tenants.len());
         let tenant = &ids.tenants[tenant_index];
@@ -313,7 +334,7 @@ impl Client {
             user: UserId(user),
             roles: Roles::of(&[Role::Customer]),
         };
-        match op {
+        let outcome = match op {
             Operation::GetCart => {
                 let caller = customer(pick(rng, &tenant.users));
                 self.get_cart(&caller, GetCartRequest::default()).await
@@ -342,23 +363,21 @@ impl Client {
                 self.add_item(&caller, product).await
             }
             Operation::CreateOrder => {
-                let Some(claim) = self.claim_order_user(tenant_index) else {
-                    // Every user of the tenant is placing an order: the generator has more
-                    // orders in flight than the data has users.
-                    return Err(tonic::Status::resource_exhausted(
-                        "commerce-load: every user has an order in flight; load more users",
-                    ));
-                };
+                let claim = self.claim_order_user(tenant_index)?;
                 let caller = customer(tenant.users[claim.user]);
-                self.add_item(&caller, pick(rng, &tenant.products)).await?;
-                let mut request = tonic::Request::new(CreateOrderRequest {
-                    idempotency_key: Uuid::new_v4().to_string(),
-                });
-                identity::attach(&mut request, &caller);
-                OrderServiceClient::new(self.channel())
-                    .create_order(request)
-                    .await
-                    .map(drop)
+                match self.add_item(&caller, pick(rng, &tenant.products)).await {
+                    Err(status) => Err(status),
+                    Ok(()) => {
+                        let mut request = tonic::Request::new(CreateOrderRequest {
+                            idempotency_key: Uuid::new_v4().to_string(),
+                        });
+                        identity::attach(&mut request, &caller);
+                        OrderServiceClient::new(self.channel())
+                            .create_order(request)
+                            .await
+                            .map(drop)
+                    }
+                }
             }
             Operation::ListOrders => {
                 let caller = customer(pick(rng, &tenant.users));
@@ -391,7 +410,8 @@ impl Client {
                 })
                 .await
                 .map(drop),
-        }
+        };
+        Some(outcome)
     }
 
     async fn get_cart(&self, caller: &Caller, request: GetCartRequest) -> Outcome {
@@ -464,6 +484,16 @@ impl Drop for Claim<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn codes_are_named_as_ghz_names_them() {
+        assert_eq!(code_name(&Ok(())), "OK");
+        assert_eq!(code_name(&Err(tonic::Status::cancelled("x"))), "Canceled");
+        assert_eq!(
+            code_name(&Err(tonic::Status::deadline_exceeded("x"))),
+            "DeadlineExceeded"
+        );
+    }
 
     #[test]
     fn names_round_trip() {

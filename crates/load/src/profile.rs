@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ops::Operation;
-use crate::threshold::{Threshold, ThresholdError};
+use crate::threshold::{Metric, Threshold, ThresholdError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -316,6 +316,11 @@ pub struct Overrides {
     pub warmup: Option<Duration>,
 }
 
+/// The longest scenario (and the latest start) a profile may have.
+pub const MAX_DURATION: Duration = Duration::from_secs(31 * 24 * 3_600);
+/// The longest warm-up.
+pub const MAX_WARMUP: Duration = Duration::from_secs(24 * 3_600);
+
 /// The default `max_in_flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
@@ -422,13 +427,36 @@ impl Profiles {
                  (its scenarios run virtual users)"
             )));
         }
+        for threshold in &thresholds {
+            if let Some(op) = threshold.operation
+                && !scenarios
+                    .iter()
+                    .any(|s| s.mix.operations().any(|o| o == op))
+            {
+                return Err(ProfileError::Invalid {
+                    profile: name.to_owned(),
+                    scenario: "-".to_owned(),
+                    reason: format!(
+                        "threshold `{}` names `{op}`, which no scenario's mix has",
+                        threshold.text
+                    ),
+                });
+            }
+        }
+        let warmup = overrides
+            .warmup
+            .or(spec.warmup)
+            .unwrap_or(Duration::from_secs(5));
+        if warmup > MAX_WARMUP {
+            return Err(ProfileError::Override(format!(
+                "a warm-up lasts at most {}",
+                humantime::format_duration(MAX_WARMUP)
+            )));
+        }
         Ok(Profile {
             name: name.to_owned(),
             description: spec.description.clone(),
-            warmup: overrides
-                .warmup
-                .or(spec.warmup)
-                .unwrap_or(Duration::from_secs(5)),
+            warmup,
             thresholds,
             scenarios,
         })
@@ -513,15 +541,22 @@ fn scenario_from(
                 .collect(),
         },
     };
+    let mut start = spec.start.unwrap_or_default();
     if let Some(duration) = overrides.duration {
-        if duration.is_zero() {
-            return Err(ProfileError::Override("--duration must be above 0".into()));
+        if duration.is_zero() || duration > MAX_DURATION {
+            return Err(ProfileError::Override(format!(
+                "--duration must be above 0 and at most {}",
+                humantime::format_duration(MAX_DURATION)
+            )));
         }
         let scale = duration.as_secs_f64() / load.duration().as_secs_f64().max(1e-9);
         for stage in &mut load.stages {
             stage.duration = stage.duration.mul_f64(scale);
         }
+        // Scenarios in sequence stay in sequence: their starts scale with their lengths.
+        start = start.mul_f64(scale);
     }
+    let mut rate_scale = 1.0;
     if let (Some(rate), true) = (overrides.rate, open) {
         if !(rate.is_finite() && rate > 0.0) {
             return Err(ProfileError::Override(
@@ -529,6 +564,7 @@ fn scenario_from(
             ));
         }
         let scale = rate / load.peak().max(1e-9);
+        rate_scale = scale;
         load.start *= scale;
         for stage in &mut load.stages {
             stage.target *= scale;
@@ -566,7 +602,21 @@ fn scenario_from(
         entries.push((op, *weight));
     }
     let mix = Mix::new(entries).ok_or_else(|| invalid("its mix has no weight above 0".into()))?;
-    let thresholds = parse_thresholds(profile, &spec.thresholds)?;
+    if load.duration() > MAX_DURATION || start > MAX_DURATION {
+        return Err(invalid(format!(
+            "a scenario lasts and starts within {}",
+            humantime::format_duration(MAX_DURATION)
+        )));
+    }
+    let mut thresholds = parse_thresholds(profile, &spec.thresholds)?;
+    // A request-rate threshold follows the rate: `--rate 100` on a 200/s scenario with
+    // `rps >= 190` expects 95/s.
+    for threshold in &mut thresholds {
+        if threshold.metric == Metric::Rps && rate_scale != 1.0 {
+            threshold.limit *= rate_scale;
+            threshold.text = threshold.canonical();
+        }
+    }
     for threshold in &thresholds {
         if let Some(op) = threshold.operation
             && !mix.operations().any(|o| o == op)
@@ -584,7 +634,7 @@ fn scenario_from(
     Ok(Scenario {
         name: spec.name.clone(),
         load,
-        start: spec.start.unwrap_or_default(),
+        start,
         mix,
         thresholds,
         max_in_flight,
@@ -686,6 +736,24 @@ mix = { get_cart = 1 }
         assert!((load.peak() - 50.0).abs() < 1e-9);
         assert!((load.start - 5.0).abs() < 1e-9);
         assert_eq!(profile.warmup, Duration::ZERO);
+
+        // `--rate` carries a scenario's rps thresholds along; `--duration` its start.
+        let text = FILE.replace(
+            "\"error_rate < 1%\"]",
+            "\"error_rate < 1%\", \"rps >= 190\"]",
+        );
+        let profiles = Profiles::parse("test", &text).unwrap();
+        let overrides = Overrides {
+            rate: Some(100.0),
+            duration: Some(Duration::from_secs(120)),
+            ..Overrides::default()
+        };
+        let profile = profiles.get("one", &overrides).unwrap();
+        let reads = &profile.scenarios[0];
+        assert_eq!(reads.thresholds[3].text, "rps >= 95.0/s");
+        assert!((reads.thresholds[3].limit - 95.0).abs() < 1e-9);
+        // "users" lasted 5 s from 60 s: now 120 s from 1440 s.
+        assert_eq!(profile.scenarios[2].start, Duration::from_secs(1_440));
     }
 
     #[test]

@@ -21,14 +21,16 @@ use serde::{Deserialize, Serialize};
 
 use crate::ops::{Operation, Outcome, code_name};
 
-/// Latencies in microseconds, 1 µs to 1 hour, three significant digits.
+/// Latencies in microseconds, three significant digits. It grows with the largest value
+/// recorded (auto-resize), so an empty or narrow histogram stays small: a run holds one per
+/// operation and one per series step, and clones them for progress reports.
 pub fn latency_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("constant bounds are valid")
+    Histogram::new(3).expect("3 significant digits are valid")
 }
 
 /// Latencies of one series step: two significant digits keep a long soak's series small.
 pub fn step_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("constant bounds are valid")
+    Histogram::new(2).expect("2 significant digits are valid")
 }
 
 /// A histogram that serialises as base64 of HdrHistogram's V2 deflate encoding, the format
@@ -52,9 +54,11 @@ impl<'de> Deserialize<'de> for Hist {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(text.as_bytes())
             .map_err(|error| serde::de::Error::custom(format!("histogram: {error}")))?;
-        let histogram: Histogram<u64> = Deserializer::new()
+        let mut histogram: Histogram<u64> = Deserializer::new()
             .deserialize(&mut bytes.as_slice())
             .map_err(|error| serde::de::Error::custom(format!("histogram: {error:?}")))?;
+        // As recorded: growing with what is added to it (merges add other runs' histograms).
+        histogram.auto(true);
         Ok(Hist(histogram))
     }
 }
@@ -113,7 +117,7 @@ pub struct RawOperation {
     pub service: Hist,
     /// Completed requests by gRPC code name (`OK` included).
     pub codes: BTreeMap<String, u64>,
-    /// Failed requests by `code: message`.
+    /// Failed requests by `rpc error: code = CODE desc = MESSAGE` (ghz's form).
     pub errors: BTreeMap<String, u64>,
 }
 
@@ -186,6 +190,7 @@ struct Live {
     warmup_requests: u64,
     send_lag: Histogram<u64>,
     in_flight: u64,
+    sent_total: u64,
 }
 
 struct LiveOperation {
@@ -221,6 +226,7 @@ impl Recorder {
                 warmup_requests: 0,
                 send_lag: latency_histogram(),
                 in_flight: 0,
+                sent_total: 0,
             })),
         }
     }
@@ -235,16 +241,36 @@ impl Recorder {
 
     /// A request due at `due` was sent at `sent`.
     pub fn sent(&self, due: Instant, sent: Instant) {
+        self.record_sent(due, sent, true);
+    }
+
+    /// A virtual user sent a request (the closed model has no schedule to be late against, so
+    /// no send lag is recorded).
+    pub fn sent_by_user(&self, sent: Instant) {
+        self.record_sent(sent, sent, false);
+    }
+
+    fn record_sent(&self, due: Instant, sent: Instant, lag: bool) {
         let mut live = self.lock();
         live.in_flight += 1;
         if !live.measured(due) {
             return;
         }
-        let lag = micros(sent.saturating_duration_since(due));
-        live.send_lag.saturating_record(lag);
+        live.sent_total += 1;
+        if lag {
+            let lag = micros(sent.saturating_duration_since(due));
+            let _ = live.send_lag.record(lag);
+        }
         if let Some(step) = live.step_mut(sent) {
             step.sent += 1;
         }
+    }
+
+    /// A request due at `due` was not sent after all (the operation found no data it could
+    /// use without interfering with a request in flight): counted as dropped.
+    pub fn not_sent(&self, due: Instant) {
+        self.lock().in_flight -= 1;
+        self.dropped(due);
     }
 
     /// A request due at `due`, sent at `sent`, ended at `done` with `outcome`.
@@ -270,18 +296,25 @@ impl Recorder {
             codes: BTreeMap::new(),
             errors: BTreeMap::new(),
         });
-        entry.latency.saturating_record(latency);
-        entry.service.saturating_record(service);
-        *entry.codes.entry(code_name(outcome)).or_default() += 1;
+        let _ = entry.latency.record(latency);
+        let _ = entry.service.record(service);
+        *entry
+            .codes
+            .entry(code_name(outcome).to_owned())
+            .or_default() += 1;
         if let Err(status) = outcome {
+            // ghz's (grpc-go's) form of an error.
             let message: String = status.message().chars().take(200).collect();
             *entry
                 .errors
-                .entry(format!("{}: {message}", code_name(outcome)))
+                .entry(format!(
+                    "rpc error: code = {} desc = {message}",
+                    code_name(outcome)
+                ))
                 .or_default() += 1;
         }
         if let Some(step) = live.step_mut(due) {
-            step.latency.0.saturating_record(latency);
+            let _ = step.latency.0.record(latency);
             if outcome.is_err() {
                 step.errors += 1;
             }
@@ -307,8 +340,19 @@ impl Recorder {
         self.lock().in_flight
     }
 
+    /// Requests sent in the measured window so far.
+    pub fn sent_total(&self) -> u64 {
+        self.lock().sent_total
+    }
+
     pub fn send_lag(&self) -> Histogram<u64> {
         self.lock().send_lag.clone()
+    }
+
+    /// The raw results so far without the series (for progress and `--abort-on-fail`, which
+    /// need only the totals: cheaper to copy, under the lock the requests also take).
+    pub fn totals(&self, name: &str) -> RawScenario {
+        self.snapshot_inner(name, String::new(), "", String::new(), Vec::new(), false)
     }
 
     /// The raw results so far.
@@ -319,6 +363,18 @@ impl Recorder {
         executor: &str,
         mix: String,
         thresholds: Vec<String>,
+    ) -> RawScenario {
+        self.snapshot_inner(name, load, executor, mix, thresholds, true)
+    }
+
+    fn snapshot_inner(
+        &self,
+        name: &str,
+        load: String,
+        executor: &str,
+        mix: String,
+        thresholds: Vec<String>,
+        with_series: bool,
     ) -> RawScenario {
         let live = self.lock();
         RawScenario {
@@ -345,7 +401,11 @@ impl Recorder {
                     )
                 })
                 .collect(),
-            series: live.series.clone(),
+            series: if with_series {
+                live.series.clone()
+            } else {
+                Vec::new()
+            },
             dropped: live.dropped,
             warmup_requests: live.warmup_requests,
         }

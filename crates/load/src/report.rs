@@ -73,7 +73,9 @@ pub struct Summary {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct LatencyPoint {
-    pub percentage: f64,
+    /// ghz's percentages (10, 25, 50, 75, 90, 95, 99), integers as ghz writes them; p99.9 is
+    /// the top-level `p999`.
+    pub percentage: u32,
     /// ns.
     pub latency: u64,
 }
@@ -189,7 +191,11 @@ impl Report {
                     .iter()
                     .map(|(name, op)| (name.clone(), summarise(&[op], measured, 0)))
                     .collect(),
-                series: series(&[scenario]),
+                // Its own window only (a scenario of a sequence starts later than step 0).
+                series: series(&[scenario])
+                    .into_iter()
+                    .filter(|p| p.t * 1e3 + 1e-6 >= scenario.start_ms as f64)
+                    .collect(),
                 warmup_requests: scenario.warmup_requests,
             });
         }
@@ -328,11 +334,11 @@ fn summarise(ops: &[&crate::record::RawOperation], window: Duration, dropped: u6
             ns(latency.value_at_quantile(q))
         }
     };
-    let latency_distribution = [10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9]
+    let latency_distribution = [10, 25, 50, 75, 90, 95, 99]
         .into_iter()
         .map(|percentage| LatencyPoint {
             percentage,
-            latency: at(percentage / 100.0),
+            latency: at(f64::from(percentage) / 100.0),
         })
         .collect();
     Summary {
@@ -379,29 +385,30 @@ fn summarise(ops: &[&crate::record::RawOperation], window: Duration, dropped: u6
     }
 }
 
-/// ghz's histogram: ten equal buckets from the fastest to the slowest request.
+/// ghz's histogram: eleven marks from the fastest to the slowest request, ten equal steps
+/// apart; each bucket counts the requests above the previous mark, up to its own.
 fn buckets(latency: &Histogram<u64>) -> Vec<Bucket> {
     let count = latency.len();
     if count == 0 {
         return Vec::new();
     }
     let (low, high) = (latency.min(), latency.max());
-    let width = ((high - low) as f64 / 10.0).max(1.0);
+    let width = (high - low) as f64 / 10.0;
     let mut out = Vec::new();
     let mut previous = 0;
-    for i in 1..=10u32 {
+    for i in 0..=10u32 {
         let mark = if i == 10 {
             high
         } else {
             low + (width * f64::from(i)) as u64
         };
-        let below = latency
+        let below: u64 = latency
             .iter_recorded()
-            .filter(|v| latency.highest_equivalent(v.value_iterated_to()) <= mark || i == 10)
+            .filter(|v| i == 10 || latency.highest_equivalent(v.value_iterated_to()) <= mark)
             .map(|v| v.count_at_value())
-            .sum::<u64>();
+            .sum();
         let n = below.saturating_sub(previous);
-        previous = below;
+        previous = previous.max(below);
         out.push(Bucket {
             mark: mark as f64 / 1e6,
             count: n,
@@ -531,21 +538,31 @@ fn judge_overall(text: &str, raw: &RawRun, window: Duration) -> ThresholdOutcome
     )
 }
 
+/// Requests a scenario (or the profile) must have before `--abort-on-fail` judges its
+/// percentiles: a percentile of a handful of requests says little (k6 delays the evaluation of
+/// an aborting threshold for the same reason).
+const ABORT_MIN_REQUESTS: u64 = 50;
+/// And for how long it must have run.
+const ABORT_MIN_TIME: Duration = Duration::from_secs(5);
+
 /// The first latency or error threshold that fails on the results so far (for
-/// `--abort-on-fail`); rate and count thresholds are judged only at the end.
+/// `--abort-on-fail`); rate and count thresholds are judged only at the end. A scenario is
+/// judged once it has run `ABORT_MIN_TIME` and answered `ABORT_MIN_REQUESTS`.
 pub fn failing_threshold(
     profile: &Profile,
     scenarios: &[RawScenario],
     elapsed: Duration,
 ) -> Option<String> {
-    // Too few requests make a percentile meaningless: wait for a few seconds of data.
-    if elapsed < Duration::from_secs(5) {
-        return None;
-    }
     let judged = |t: &Threshold| t.metric.is_latency() || t.metric == Metric::ErrorRate;
+    let answered =
+        |raw: &RawScenario| -> u64 { raw.operations.values().map(|op| op.latency.0.len()).sum() };
     for (scenario, raw) in profile.scenarios.iter().zip(scenarios) {
+        let ran = elapsed.saturating_sub(scenario.start);
+        if ran < ABORT_MIN_TIME || answered(raw) < ABORT_MIN_REQUESTS {
+            continue;
+        }
         for threshold in scenario.thresholds.iter().filter(|t| judged(t)) {
-            let result = judge(&scenario.name, &threshold.text, raw, elapsed);
+            let result = judge(&scenario.name, &threshold.text, raw, ran);
             if result.observed.is_some() && !result.passed {
                 return Some(format!(
                     "`{}` of scenario {} ({})",
@@ -554,14 +571,26 @@ pub fn failing_threshold(
             }
         }
     }
+    if elapsed < ABORT_MIN_TIME || scenarios.iter().map(answered).sum::<u64>() < ABORT_MIN_REQUESTS
+    {
+        return None;
+    }
     let ops: Vec<_> = scenarios
         .iter()
         .flat_map(|s| s.operations.values())
         .collect();
     for threshold in profile.thresholds.iter().filter(|t| judged(t)) {
-        let ops: Vec<_> = ops.to_vec();
-        let observed = observe(threshold, &ops, elapsed, 0);
-        if let Some(value) = observed
+        let ops: Vec<_> = ops
+            .iter()
+            .copied()
+            .filter(|_| threshold.operation.is_none())
+            .chain(scenarios.iter().filter_map(|s| {
+                threshold
+                    .operation
+                    .and_then(|op| s.operations.get(op.name()))
+            }))
+            .collect();
+        if let Some(value) = observe(threshold, &ops, elapsed, 0)
             && !threshold.holds(value)
         {
             return Some(format!(
@@ -575,11 +604,15 @@ pub fn failing_threshold(
 }
 
 /// One progress line for a scenario.
-pub fn progress_line(scenario: &RawScenario, elapsed: Duration, in_flight: u64) -> String {
+pub fn progress_line(
+    scenario: &RawScenario,
+    elapsed: Duration,
+    sent: u64,
+    in_flight: u64,
+) -> String {
     let ops: Vec<_> = scenario.operations.values().collect();
     let (latency, _) = merged_latency(&ops);
     let errors: u64 = ops.iter().flat_map(|op| op.errors.values()).sum();
-    let sent: u64 = scenario.series.iter().map(|s| s.sent).sum();
     let p95 = if latency.is_empty() {
         "-".to_owned()
     } else {
@@ -637,6 +670,15 @@ pub fn read_raw(path: &std::path::Path) -> Result<RawRun, MergeError> {
 /// Merges the raw results of generators that ran the same profile at the same time (against
 /// the same service): histograms and counts add up, series are aligned on wall-clock time.
 pub fn merge(runs: Vec<RawRun>) -> Result<RawRun, MergeError> {
+    for (i, run) in runs.iter().enumerate() {
+        if runs[..i].contains(run) {
+            let pid = run.generators.first().map_or(0, |g| g.pid);
+            return Err(MergeError::Incompatible(format!(
+                "the same run (generator pid {pid}, started at {}) is given twice",
+                rfc3339(run.started_unix_ms)
+            )));
+        }
+    }
     let mut runs = runs.into_iter();
     let Some(first) = runs.next() else {
         return Err(MergeError::Empty);
@@ -690,8 +732,18 @@ fn shift(run: &mut RawRun, by_ms: u64) -> Result<(), MergeError> {
         scenario.start_ms += by_ms;
         // Aligned to the nearest step: generators started within half a step of each other
         // share their steps.
-        let steps = usize::try_from((by_ms + scenario.step_ms / 2) / scenario.step_ms.max(1))
-            .map_err(|_| MergeError::Incompatible("the runs are too far apart".into()))?;
+        let steps = (by_ms + scenario.step_ms / 2) / scenario.step_ms.max(1);
+        // A series has at most 3,600 steps of its own: runs further apart than that did not run
+        // at the same time.
+        let steps = usize::try_from(steps)
+            .ok()
+            .filter(|steps| *steps <= 100_000)
+            .ok_or_else(|| {
+                MergeError::Incompatible(format!(
+                    "the runs started {} apart: merge runs of generators that ran at the same time",
+                    humantime::format_duration(Duration::from_millis(by_ms))
+                ))
+            })?;
         let mut series = vec![crate::record::RawStep::empty(); steps];
         series.append(&mut scenario.series);
         scenario.series = series;

@@ -145,6 +145,9 @@ impl Environment {
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
+        // A process group of its own: Ctrl-C in the terminal stops the load test, which then
+        // stops the server, rather than the server mid-run.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
         die_with_parent(&mut command);
         let child = command.spawn().map_err(|source| SetupError::Spawn {
             binary: server_bin.display().to_string(),

@@ -95,12 +95,12 @@ struct RunArgs {
     /// HTTP/2 connections to the server; requests use them in turn.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=1024))]
     connections: u16,
-    /// A request unanswered after this long fails with DeadlineExceeded.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// A request unanswered after this long fails with DeadlineExceeded (at most 1h).
+    #[arg(long, default_value = "10s", value_parser = parse_limit)]
     timeout: Duration,
     /// A request the generator could not send within this long of its due time is dropped
-    /// (counted and reported) rather than sent.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    /// (counted and reported) rather than sent (at most 1h).
+    #[arg(long, default_value = "10s", value_parser = parse_limit)]
     max_lag: Duration,
     /// Threads of the generator's runtime (the scheduler threads come on top).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
@@ -109,7 +109,7 @@ struct RunArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Seconds between progress lines on stderr (0: none).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=3_600))]
     progress: u64,
     #[command(flatten)]
     server: ServerArgs,
@@ -154,6 +154,31 @@ struct MergeArgs {
     /// Where to write the merged HTML report.
     #[arg(long, default_value = "target/load/merged.html")]
     html: PathBuf,
+}
+
+/// A duration above 0 and at most an hour.
+fn parse_limit(text: &str) -> Result<Duration, String> {
+    let duration = parse_duration(text)?;
+    if duration.is_zero() || duration > Duration::from_secs(3_600) {
+        return Err("must be above 0 and at most 1h".to_owned());
+    }
+    Ok(duration)
+}
+
+/// Resolves on Ctrl-C (SIGINT) or SIGTERM (a CI job's or a Kubernetes Job's stop): both end a
+/// run with its reports written.
+async fn interrupted() -> &'static str {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return "Ctrl-C";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "Ctrl-C",
+        _ = term.recv() => "SIGTERM",
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
@@ -252,7 +277,7 @@ async fn start_environment(args: &ServerArgs) -> anyhow::Result<Environment> {
         environment = Environment::start(&binary, &spec, &args.out_dir, |step| eprintln!("commerce-load: {step}")) => {
             Ok(environment?)
         }
-        _ = tokio::signal::ctrl_c() => bail!("interrupted during the set-up"),
+        signal = interrupted() => bail!("interrupted during the set-up ({signal})"),
     }
 }
 
@@ -323,10 +348,9 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     let interrupt = {
         let stop = stop.clone();
         tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("commerce-load: interrupted; writing the reports of what ran");
-                stop.stop("interrupted (Ctrl-C)");
-            }
+            let signal = interrupted().await;
+            eprintln!("commerce-load: interrupted ({signal}); writing the reports of what ran");
+            stop.stop(format!("interrupted ({signal})"));
         })
     };
     let options = RunOptions {
@@ -431,7 +455,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
         }
     };
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => eprintln!("commerce-load: interrupted; stopping"),
+        signal = interrupted() => eprintln!("commerce-load: interrupted ({signal}); stopping"),
         _ = stdin_closed => eprintln!("commerce-load: stdin closed; stopping"),
     }
     drop(environment);

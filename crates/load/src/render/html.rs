@@ -69,15 +69,17 @@ fn format_tick(value: f64) -> String {
 
 fn chart(id: &str, title: &str, y_unit: &str, lines: &[Line<'_>], guides: &[Guide]) -> String {
     let mut svg = String::new();
+    // The x axis spans the points (a scenario that starts late is charted from its start).
+    let x_min = lines
+        .iter()
+        .flat_map(|l| l.points.iter().filter(|p| p.1.is_some()).map(|p| p.0))
+        .fold(f64::INFINITY, f64::min);
+    let x_min = if x_min.is_finite() { x_min } else { 0.0 };
     let x_max = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.0))
-        .fold(0.0f64, f64::max)
-        .max(1.0);
-    let x_min = lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|p| p.0))
-        .fold(0.0f64, f64::min);
+        .fold(x_min, f64::max)
+        .max(x_min + 1.0);
     let data_max = lines
         .iter()
         .flat_map(|l| l.points.iter().filter_map(|p| p.1))

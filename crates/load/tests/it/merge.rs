@@ -48,6 +48,9 @@ async fn two_generators_merge_into_one_report() {
         paths.push(path);
     }
     let runs: Vec<_> = paths.iter().map(|p| report::read_raw(p).unwrap()).collect();
+    // The same report twice would double the counts.
+    let twice = report::merge(vec![runs[0].clone(), runs[0].clone()]).unwrap_err();
+    assert!(twice.to_string().contains("given twice"), "{twice}");
     let merged = Report::from_raw(report::merge(runs).unwrap());
     assert_eq!(merged.summary.count, 600);
     assert_eq!(merged.generators.len(), 2);
