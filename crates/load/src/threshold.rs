@@ -151,6 +151,11 @@ pub fn format_metric_value(metric: Metric, value: f64) -> String {
     }
 }
 
+/// Nanoseconds (the reports' unit) as [`format_seconds`] writes them.
+pub fn format_nanos(nanos: u64) -> String {
+    format_seconds(nanos as f64 / 1e9)
+}
+
 /// Seconds as µs, ms or s with three significant digits.
 pub fn format_seconds(seconds: f64) -> String {
     if !seconds.is_finite() {

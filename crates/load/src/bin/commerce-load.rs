@@ -301,12 +301,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .html
         .clone()
         .unwrap_or_else(|| args.server.out_dir.join(format!("{name}.html")));
-    for path in [&json_path, &html_path] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-    }
+    // Before the run: a report that cannot be written should not cost a run first.
+    create_parents(&[&json_path, &html_path])?;
 
     let mut environment = None;
     let (target, identities, server_pid) = match (&args.target, &args.identities) {
@@ -384,6 +380,17 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     })
 }
 
+/// Creates the directories the reports go to.
+fn create_parents(paths: &[&Path]) -> anyhow::Result<()> {
+    for path in paths {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
 fn write_reports(report: &Report, json: &Path, html: &Path) -> anyhow::Result<()> {
     print!("{}", load::render::terminal::render(report));
     let text = serde_json::to_string_pretty(report).context("cannot serialise the report")?;
@@ -402,12 +409,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
         .map(|path| report::read_raw(path))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = report::merge(runs)?;
-    for path in [&args.json, &args.html] {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-        }
-    }
+    create_parents(&[&args.json, &args.html])?;
     let report = Report::from_raw(merged);
     write_reports(&report, &args.json, &args.html)?;
     Ok(if report.passed { EXIT_PASS } else { EXIT_FAIL })

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use crate::report::{Report, SeriesPoint, Summary};
-use crate::threshold::{Metric, Threshold, format_seconds};
+use crate::threshold::{Metric, Threshold, format_nanos, format_seconds};
 
 const WIDTH: f64 = 920.0;
 const HEIGHT: f64 = 260.0;
@@ -268,27 +268,32 @@ fn per_second(
         .collect()
 }
 
-fn ns(value: u64) -> String {
-    format_seconds(value as f64 / 1e9)
-}
-
 fn summary_rows(name: &str, s: &Summary) -> String {
     format!(
         "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.2}%</td><td>{}</td></tr>",
         escape(name),
         s.count,
         s.rps,
-        ns(s.average),
-        ns(s.fastest),
-        ns(s.p50),
-        ns(s.p90),
-        ns(s.p95),
-        ns(s.p99),
-        ns(s.p999),
-        ns(s.slowest),
+        format_nanos(s.average),
+        format_nanos(s.fastest),
+        format_nanos(s.p50),
+        format_nanos(s.p90),
+        format_nanos(s.p95),
+        format_nanos(s.p99),
+        format_nanos(s.p999),
+        format_nanos(s.slowest),
         s.error_rate * 100.0,
         s.dropped
     )
+}
+
+/// A threshold's outcome as a table cell.
+fn verdict_cell(passed: bool) -> &'static str {
+    if passed {
+        r#"<td class="pass">pass</td>"#
+    } else {
+        r#"<td class="fail">fail</td>"#
+    }
 }
 
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:960px;color:#212529}\
@@ -337,12 +342,11 @@ pub fn render(report: &Report) -> String {
         for t in &report.thresholds {
             let _ = write!(
                 html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
                 escape(&t.scope),
                 escape(&t.threshold),
                 escape(&t.observed_text),
-                if t.passed { "pass" } else { "fail" },
-                if t.passed { "pass" } else { "fail" }
+                verdict_cell(t.passed)
             );
         }
         html.push_str("</table>");
@@ -465,11 +469,10 @@ pub fn render(report: &Report) -> String {
             for t in rows {
                 let _ = write!(
                     html,
-                    "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
+                    "<tr><td>{}</td><td>{}</td>{}</tr>",
                     escape(&t.threshold),
                     escape(&t.observed_text),
-                    if t.passed { "pass" } else { "fail" },
-                    if t.passed { "pass" } else { "fail" }
+                    verdict_cell(t.passed)
                 );
             }
             html.push_str("</table>");

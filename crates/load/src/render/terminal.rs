@@ -4,23 +4,19 @@
 use std::fmt::Write as _;
 
 use crate::report::{Report, Summary};
-use crate::threshold::format_seconds;
-
-fn ns(value: u64) -> String {
-    format_seconds(value as f64 / 1e9)
-}
+use crate::threshold::{format_nanos, format_seconds};
 
 fn latency_line(summary: &Summary) -> String {
     format!(
         "avg={} min={} p50={} p90={} p95={} p99={} p99.9={} max={}",
-        ns(summary.average),
-        ns(summary.fastest),
-        ns(summary.p50),
-        ns(summary.p90),
-        ns(summary.p95),
-        ns(summary.p99),
-        ns(summary.p999),
-        ns(summary.slowest)
+        format_nanos(summary.average),
+        format_nanos(summary.fastest),
+        format_nanos(summary.p50),
+        format_nanos(summary.p90),
+        format_nanos(summary.p95),
+        format_nanos(summary.p99),
+        format_nanos(summary.p999),
+        format_nanos(summary.slowest)
     )
 }
 
@@ -71,8 +67,8 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(
             out,
             "    from send ...... p50={} p99={} (without the wait for a late send)",
-            ns(s.summary.service_time_p50),
-            ns(s.summary.service_time_p99)
+            format_nanos(s.summary.service_time_p50),
+            format_nanos(s.summary.service_time_p99)
         );
         if s.operations.len() > 1 {
             for (name, op) in &s.operations {
@@ -80,9 +76,9 @@ pub fn render(report: &Report) -> String {
                     out,
                     "    {name:.<16} {} answered, p50={} p95={} p99={}, {} errors",
                     op.count,
-                    ns(op.p50),
-                    ns(op.p95),
-                    ns(op.p99),
+                    format_nanos(op.p50),
+                    format_nanos(op.p95),
+                    format_nanos(op.p99),
                     op.errors
                 );
             }
