@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
-use crate::record::{RawRun, RawScenario, latency_histogram, step_histogram};
+use crate::record::{MemorySample, RawRun, RawScenario, latency_histogram, step_histogram};
 use crate::threshold::{Metric, Threshold, format_metric_value, format_seconds};
 
 /// The JSON report. Durations are in nanoseconds, as in ghz's JSON output.
@@ -31,6 +31,9 @@ pub struct Report {
     /// All scenarios together, per step.
     pub series: Vec<SeriesPoint>,
     pub server_memory: Vec<MemoryPoint>,
+    /// The trend of the server's memory over the measured window (`None`: fewer than
+    /// [`TREND_MIN_SAMPLES`] samples, e.g. a run against `--target`).
+    pub memory_trend: Option<MemoryTrend>,
     pub generators: Vec<GeneratorReport>,
     pub warnings: Vec<String>,
     pub stopped_early: Option<String>,
@@ -126,6 +129,78 @@ pub struct MemoryPoint {
     pub rss_bytes: u64,
 }
 
+/// How the server's resident memory moved over a window: a least-squares line through its
+/// samples (one a second), and the means of the window's two halves.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemoryTrend {
+    pub samples: usize,
+    /// The first and last sample's times, seconds from the start of the measured window.
+    pub from_seconds: f64,
+    pub to_seconds: f64,
+    /// The slope, in bytes per hour.
+    pub growth_bytes_per_hour: f64,
+    /// The slope over the requests answered in the window, in bytes per 100,000 requests
+    /// (`None` without any).
+    pub growth_bytes_per_100k_requests: Option<f64>,
+    /// The fitted line at `from_seconds` and at `to_seconds`.
+    pub fitted_start_bytes: f64,
+    pub fitted_end_bytes: f64,
+    pub first_half_mean_bytes: f64,
+    pub second_half_mean_bytes: f64,
+}
+
+/// Fewest samples a trend is fitted to (10 s of a sample a second): fewer say little.
+pub const TREND_MIN_SAMPLES: usize = 10;
+
+/// The trend of the `samples` taken from `from_ms` to `to_ms` of the measured window, a span
+/// in which `requests` requests were answered.
+pub fn memory_trend(
+    samples: &[MemorySample],
+    from_ms: i64,
+    to_ms: i64,
+    requests: u64,
+) -> Option<MemoryTrend> {
+    let points: Vec<(f64, f64)> = samples
+        .iter()
+        .filter(|m| m.t_ms >= from_ms && m.t_ms <= to_ms)
+        .map(|m| (m.t_ms as f64 / 1e3, m.rss_bytes as f64))
+        .collect();
+    if points.len() < TREND_MIN_SAMPLES {
+        return None;
+    }
+    let n = points.len() as f64;
+    let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum();
+    let sxy: f64 = points
+        .iter()
+        .map(|p| (p.0 - mean_t) * (p.1 - mean_y))
+        .sum();
+    if sxx <= 0.0 {
+        return None;
+    }
+    // Bytes per second.
+    let slope = sxy / sxx;
+    let at = |t: f64| mean_y + slope * (t - mean_t);
+    let (from, to) = (points[0].0, points[points.len() - 1].0);
+    let half = points.len() / 2;
+    let mean = |part: &[(f64, f64)]| part.iter().map(|p| p.1).sum::<f64>() / part.len() as f64;
+    let span_seconds = (to_ms - from_ms) as f64 / 1e3;
+    Some(MemoryTrend {
+        samples: points.len(),
+        from_seconds: from,
+        to_seconds: to,
+        growth_bytes_per_hour: slope * 3600.0,
+        growth_bytes_per_100k_requests: (requests > 0 && span_seconds > 0.0)
+            .then(|| slope * span_seconds / requests as f64 * 1e5),
+        fitted_start_bytes: at(from),
+        fitted_end_bytes: at(to),
+        first_half_mean_bytes: mean(&points[..half]),
+        second_half_mean_bytes: mean(&points[half..]),
+    })
+}
+
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct GeneratorReport {
@@ -174,7 +249,7 @@ impl Report {
             let summary = summarise(&ops, measured, scenario.dropped);
             let mut outcomes = Vec::new();
             for text in &scenario.thresholds {
-                outcomes.push(judge(&scenario.name, text, scenario, measured));
+                outcomes.push(judge(&scenario.name, text, scenario, measured, &raw.memory));
             }
             let passed = outcomes.iter().all(|o| o.passed);
             thresholds.extend(outcomes);
@@ -265,6 +340,7 @@ impl Report {
             series: series(&raw.scenarios.iter().collect::<Vec<_>>()),
             scenarios,
             server_memory: memory,
+            memory_trend: overall_trend(&raw),
             generators,
             warnings,
             stopped_early: raw.stopped_early.clone(),
@@ -471,6 +547,8 @@ fn observe(
         Metric::ErrorRate => (count > 0).then(|| errors as f64 / count as f64),
         Metric::Rps => (!window.is_zero()).then(|| count as f64 / window.as_secs_f64()),
         Metric::Dropped => Some(dropped as f64),
+        // Judged from the memory samples (`memory_outcome`), not from requests.
+        Metric::MemoryGrowthPerHour | Metric::MemoryGrowthPer100k => None,
     }
 }
 
@@ -486,6 +564,47 @@ fn outcome(scope: &str, threshold: &Threshold, observed: Option<f64>) -> Thresho
     }
 }
 
+/// A memory threshold's outcome: without a trend it fails, and says why.
+fn memory_outcome(
+    scope: &str,
+    threshold: &Threshold,
+    trend: Option<MemoryTrend>,
+) -> ThresholdOutcome {
+    let observed = trend.and_then(|trend| match threshold.metric {
+        Metric::MemoryGrowthPerHour => Some(trend.growth_bytes_per_hour),
+        _ => trend.growth_bytes_per_100k_requests,
+    });
+    match observed {
+        Some(_) => outcome(scope, threshold, observed),
+        None => ThresholdOutcome {
+            scope: scope.to_owned(),
+            threshold: threshold.text.clone(),
+            observed: None,
+            observed_text: format!(
+                "not known: fewer than {TREND_MIN_SAMPLES} samples of the server's memory, or \
+                 no request answered (memory is sampled when commerce-load starts the server)"
+            ),
+            passed: false,
+        },
+    }
+}
+
+/// The trend over the whole measured window.
+fn overall_trend(raw: &RawRun) -> Option<MemoryTrend> {
+    let answered = raw
+        .scenarios
+        .iter()
+        .flat_map(|s| s.operations.values())
+        .map(|op| op.latency.0.len())
+        .sum();
+    memory_trend(
+        &raw.memory,
+        0,
+        i64::try_from(raw.window_ms).unwrap_or(i64::MAX),
+        answered,
+    )
+}
+
 fn invalid_threshold(scope: &str, text: &str, error: impl std::fmt::Display) -> ThresholdOutcome {
     // Profiles are validated before a run; a merged file may still carry text a newer version
     // wrote. It cannot pass.
@@ -498,11 +617,23 @@ fn invalid_threshold(scope: &str, text: &str, error: impl std::fmt::Display) -> 
     }
 }
 
-fn judge(scope: &str, text: &str, scenario: &RawScenario, window: Duration) -> ThresholdOutcome {
+fn judge(
+    scope: &str,
+    text: &str,
+    scenario: &RawScenario,
+    window: Duration,
+    memory: &[MemorySample],
+) -> ThresholdOutcome {
     let threshold = match Threshold::parse(text) {
         Ok(t) => t,
         Err(error) => return invalid_threshold(scope, text, error),
     };
+    if threshold.metric.is_memory() {
+        let from = i64::try_from(scenario.start_ms).unwrap_or(i64::MAX);
+        let to = from.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
+        let answered = scenario.operations.values().map(|op| op.latency.0.len()).sum();
+        return memory_outcome(scope, &threshold, memory_trend(memory, from, to, answered));
+    }
     let ops: Vec<_> = match threshold.operation {
         Some(op) => scenario.operations.get(op.name()).into_iter().collect(),
         None => scenario.operations.values().collect(),
@@ -516,6 +647,9 @@ fn judge_overall(text: &str, raw: &RawRun, window: Duration) -> ThresholdOutcome
         Ok(t) => t,
         Err(error) => return invalid_threshold("overall", text, error),
     };
+    if threshold.metric.is_memory() {
+        return memory_outcome("overall", &threshold, overall_trend(raw));
+    }
     let ops: Vec<_> = raw
         .scenarios
         .iter()
@@ -815,5 +949,41 @@ mod tests {
         assert_eq!(chrono_like(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(chrono_like(1_796_000_000_123), "2026-11-30T00:53:20.123Z");
         assert_eq!(chrono_like(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    fn samples(rss: impl Fn(i64) -> u64, seconds: i64) -> Vec<MemorySample> {
+        (-5..=seconds)
+            .map(|s| MemorySample {
+                t_ms: s * 1000,
+                rss_bytes: rss(s),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_steady_leak_is_fitted_exactly() {
+        // 1 kB a second from 10 MB; 100 requests a second for 60 s.
+        let memory = samples(|s| (10_000_000 + 1_000 * s) as u64, 60);
+        let trend = memory_trend(&memory, 0, 60_000, 6_000).unwrap();
+        // The warm-up's samples (negative times) are left out.
+        assert_eq!(trend.samples, 61);
+        assert!((trend.growth_bytes_per_hour - 3.6e6).abs() < 1e-3, "{trend:?}");
+        // 1 kB a second at 100 requests a second: 10 bytes a request, 1 MB per 100K.
+        let per_100k = trend.growth_bytes_per_100k_requests.unwrap();
+        assert!((per_100k - 1e6).abs() < 1e-3, "{trend:?}");
+        assert!((trend.fitted_start_bytes - 10_000_000.0).abs() < 1e-3);
+        assert!((trend.fitted_end_bytes - 10_060_000.0).abs() < 1e-3);
+        assert!(trend.second_half_mean_bytes > trend.first_half_mean_bytes);
+    }
+
+    #[test]
+    fn flat_memory_with_noise_has_no_slope_and_few_samples_no_trend() {
+        let memory = samples(|s| 20_000_000 + if s % 2 == 0 { 4_096 } else { 0 }, 600);
+        let trend = memory_trend(&memory, 0, 600_000, 60_000).unwrap();
+        assert!(trend.growth_bytes_per_hour.abs() < 100.0, "{trend:?}");
+        assert!(memory_trend(&memory, 0, 8_000, 800).is_none());
+        assert!(memory_trend(&[], 0, 60_000, 6_000).is_none());
+        let trend = memory_trend(&memory, 0, 600_000, 0).unwrap();
+        assert_eq!(trend.growth_bytes_per_100k_requests, None);
     }
 }

@@ -19,11 +19,24 @@ pub enum Metric {
     Rps,
     /// Requests the generator could not send in time (k6's `dropped_iterations`), a count.
     Dropped,
+    /// Growth of the server's resident memory in bytes per hour: the least-squares slope of
+    /// its samples over the window (`report::memory_trend`).
+    MemoryGrowthPerHour,
+    /// The same slope in bytes per 100,000 answered requests.
+    MemoryGrowthPer100k,
 }
 
 impl Metric {
     pub fn is_latency(self) -> bool {
         matches!(self, Metric::Percentile(_) | Metric::Average)
+    }
+
+    /// Whether it judges the server's memory (not requests).
+    pub fn is_memory(self) -> bool {
+        matches!(
+            self,
+            Metric::MemoryGrowthPerHour | Metric::MemoryGrowthPer100k
+        )
     }
 }
 
@@ -36,6 +49,8 @@ impl fmt::Display for Metric {
             Metric::ErrorRate => f.write_str("error_rate"),
             Metric::Rps => f.write_str("rps"),
             Metric::Dropped => f.write_str("dropped"),
+            Metric::MemoryGrowthPerHour => f.write_str("memory_growth_per_hour"),
+            Metric::MemoryGrowthPer100k => f.write_str("memory_growth_per_100k"),
         }
     }
 }
@@ -106,6 +121,11 @@ impl Threshold {
             _ => (None, left),
         };
         let metric = parse_metric(metric_name).map_err(fail)?;
+        if metric.is_memory() && operation.is_some() {
+            return Err(fail(
+                "memory thresholds judge the server's memory, not one operation's".into(),
+            ));
+        }
         let limit = parse_value(metric, right).map_err(fail)?;
         Ok(Threshold {
             text: text.trim().to_owned(),
@@ -148,6 +168,33 @@ pub fn format_metric_value(metric: Metric, value: f64) -> String {
         Metric::ErrorRate => format!("{:.2}%", value * 100.0),
         Metric::Rps => format!("{value:.1}/s"),
         Metric::Dropped => format!("{value:.0}"),
+        Metric::MemoryGrowthPerHour => format!("{}/h", format_bytes(value)),
+        Metric::MemoryGrowthPer100k => format!("{} per 100K requests", format_bytes(value)),
+    }
+}
+
+/// Bytes in decimal units (kB, MB, GB: the units of memory limits such as "1 MB per hour"),
+/// three significant digits, with a sign when negative.
+pub fn format_bytes(bytes: f64) -> String {
+    if !bytes.is_finite() {
+        return "-".to_owned();
+    }
+    let magnitude = bytes.abs();
+    let (value, unit) = if magnitude >= 1e9 {
+        (bytes / 1e9, "GB")
+    } else if magnitude >= 1e6 {
+        (bytes / 1e6, "MB")
+    } else if magnitude >= 1e3 {
+        (bytes / 1e3, "kB")
+    } else {
+        return format!("{bytes:.0} B");
+    };
+    if value.abs() < 10.0 {
+        format!("{value:.2} {unit}")
+    } else if value.abs() < 100.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
     }
 }
 
@@ -205,6 +252,8 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         "error_rate" | "errors" => return Ok(Metric::ErrorRate),
         "rps" => return Ok(Metric::Rps),
         "dropped" => return Ok(Metric::Dropped),
+        "memory_growth_per_hour" => return Ok(Metric::MemoryGrowthPerHour),
+        "memory_growth_per_100k" => return Ok(Metric::MemoryGrowthPer100k),
         _ => {}
     }
     let number = name
@@ -214,7 +263,8 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         .ok_or_else(|| {
             format!(
                 "unknown metric `{name}` (expected p50, p95, p99, p99.9, p(95), avg, max, \
-                 error_rate, rps or dropped, optionally after an operation: `get_cart.p95`)"
+                 error_rate, rps or dropped, optionally after an operation: `get_cart.p95`; \
+                 or memory_growth_per_hour, memory_growth_per_100k)"
             )
         })?;
     let percentile: f64 = number
@@ -259,7 +309,50 @@ fn parse_value(metric: Metric, text: &str) -> Result<f64, String> {
             }
             Ok(value)
         }
+        Metric::MemoryGrowthPerHour | Metric::MemoryGrowthPer100k => parse_bytes(metric, text),
     }
+}
+
+/// `1MB`, `1 MB/h`, `512KiB`, `50MB per 100K requests`: bytes, in decimal (kB, MB, GB) or
+/// binary (KiB, MiB, GiB) units.
+fn parse_bytes(metric: Metric, text: &str) -> Result<f64, String> {
+    let suffixes: &[&str] = match metric {
+        Metric::MemoryGrowthPerHour => &["/hour", "/h"],
+        _ => &["per 100K requests", "per 100k requests", "/100K", "/100k"],
+    };
+    let mut amount = text.trim();
+    for suffix in suffixes {
+        if let Some(rest) = amount.strip_suffix(suffix) {
+            amount = rest.trim_end();
+            break;
+        }
+    }
+    let split = amount
+        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '-' || c == '+'))
+        .unwrap_or(amount.len());
+    let (number, unit) = amount.split_at(split);
+    let scale = match unit.trim() {
+        "" | "B" => 1.0,
+        "kB" | "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KiB" => 1024.0,
+        "MiB" => 1_048_576.0,
+        "GiB" => 1_073_741_824.0,
+        other => {
+            return Err(format!(
+                "`{text}`: unknown unit `{other}` (expected B, kB, MB, GB, KiB, MiB or GiB, \
+                 e.g. `1MB`)"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not an amount of memory such as 1MB or 512KiB"))?;
+    if !value.is_finite() {
+        return Err(format!("`{text}` must be finite"));
+    }
+    Ok(value * scale)
 }
 
 #[cfg(test)]
@@ -307,10 +400,36 @@ mod tests {
             ("error_rate < 150%", "between 0% and 100%"),
             ("rps > fast", "not a number"),
             ("nosuchop.p95 < 1s", "unknown metric"),
+            ("memory_growth_per_hour < 1 parsec", "unknown unit"),
+            ("memory_growth_per_hour < MB", "not an amount of memory"),
+            ("get_cart.memory_growth_per_hour < 1MB", "not one operation's"),
         ] {
             let error = Threshold::parse(text).unwrap_err();
             assert!(error.to_string().contains(fragment), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn memory_limits_read_as_people_write_them() {
+        let t = Threshold::parse("memory_growth_per_hour < 1MB").unwrap();
+        assert_eq!(t.metric, Metric::MemoryGrowthPerHour);
+        assert_eq!(t.limit, 1e6);
+        assert!(t.holds(999_999.0) && !t.holds(1e6));
+        assert_eq!(
+            Threshold::parse("memory_growth_per_hour < 1.5 MiB/h")
+                .unwrap()
+                .limit,
+            1.5 * 1_048_576.0
+        );
+        let t = Threshold::parse("memory_growth_per_100k < 50MB per 100K requests").unwrap();
+        assert_eq!(t.metric, Metric::MemoryGrowthPer100k);
+        assert_eq!(t.limit, 50e6);
+        // What a report writes can be read back.
+        let again = Threshold::parse(&t.canonical()).unwrap();
+        assert_eq!(again.limit, t.limit);
+        assert_eq!(format_bytes(-2_500.0), "-2.50 kB");
+        assert_eq!(format_bytes(12.0), "12 B");
+        assert_eq!(format_bytes(123_456_789.0), "123 MB");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use crate::report::{Report, SeriesPoint, Summary};
-use crate::threshold::{Metric, Threshold, format_nanos, format_seconds};
+use crate::threshold::{Metric, Threshold, format_bytes, format_nanos, format_seconds};
 
 const WIDTH: f64 = 920.0;
 const HEIGHT: f64 = 260.0;
@@ -65,6 +65,30 @@ fn format_tick(value: f64) -> String {
     } else {
         format!("{value:.2}")
     }
+}
+
+/// The server's memory, and the line fitted to it when there is one.
+fn memory_lines(report: &Report) -> Vec<Line<'static>> {
+    let mut lines = vec![Line {
+        name: "RSS",
+        colour: "#5f3dc4",
+        points: report
+            .server_memory
+            .iter()
+            .map(|m| (m.t, Some(m.rss_bytes as f64 / 1_048_576.0)))
+            .collect(),
+    }];
+    if let Some(trend) = &report.memory_trend {
+        lines.push(Line {
+            name: "fitted",
+            colour: "#e8590c",
+            points: vec![
+                (trend.from_seconds, Some(trend.fitted_start_bytes / 1_048_576.0)),
+                (trend.to_seconds, Some(trend.fitted_end_bytes / 1_048_576.0)),
+            ],
+        });
+    }
+    lines
 }
 
 fn chart(id: &str, title: &str, y_unit: &str, lines: &[Line<'_>], guides: &[Guide]) -> String {
@@ -424,17 +448,23 @@ pub fn render(report: &Report) -> String {
             "chart-memory",
             "Server memory (resident set size)",
             "MiB",
-            &[Line {
-                name: "RSS",
-                colour: "#5f3dc4",
-                points: report
-                    .server_memory
-                    .iter()
-                    .map(|m| (m.t, Some(m.rss_bytes as f64 / 1_048_576.0)))
-                    .collect(),
-            }],
+            &memory_lines(report),
             &[],
         ));
+        if let Some(trend) = &report.memory_trend {
+            let _ = write!(
+                html,
+                "<p>Memory trend (least squares over {} samples): <b>{}/h</b>{}; mean {:.1} MiB in the first half, {:.1} MiB in the second.</p>",
+                trend.samples,
+                escape(&format_bytes(trend.growth_bytes_per_hour)),
+                trend
+                    .growth_bytes_per_100k_requests
+                    .map(|b| format!(", {} per 100K requests", escape(&format_bytes(b))))
+                    .unwrap_or_default(),
+                trend.first_half_mean_bytes / 1_048_576.0,
+                trend.second_half_mean_bytes / 1_048_576.0
+            );
+        }
     }
 
     let header = "<tr><th>requests</th><th>answered</th><th>/s</th><th>avg</th><th>min</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>dropped</th></tr>";

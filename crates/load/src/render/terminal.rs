@@ -3,8 +3,8 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{Report, Summary};
-use crate::threshold::{format_nanos, format_seconds};
+use crate::report::{Report, Summary, TREND_MIN_SAMPLES};
+use crate::threshold::{format_bytes, format_nanos, format_seconds};
 
 fn latency_line(summary: &Summary) -> String {
     format!(
@@ -116,6 +116,28 @@ pub fn render(report: &Report) -> String {
             last as f64 / 1_048_576.0,
             peak as f64 / 1_048_576.0
         );
+        match &report.memory_trend {
+            Some(trend) => {
+                let _ = writeln!(
+                    out,
+                    "  server memory trend: {}/h{} (least squares over {} samples); first half {:.1} MiB, second half {:.1} MiB",
+                    format_bytes(trend.growth_bytes_per_hour),
+                    trend
+                        .growth_bytes_per_100k_requests
+                        .map(|b| format!(", {} per 100K requests", format_bytes(b)))
+                        .unwrap_or_default(),
+                    trend.samples,
+                    trend.first_half_mean_bytes / 1_048_576.0,
+                    trend.second_half_mean_bytes / 1_048_576.0
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "  server memory trend: not fitted (fewer than {TREND_MIN_SAMPLES} samples)"
+                );
+            }
+        }
     }
     for g in &report.generators {
         let _ = writeln!(

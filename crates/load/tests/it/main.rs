@@ -7,5 +7,6 @@ mod double;
 mod html;
 mod merge;
 mod real;
+mod soak;
 mod stall;
 mod support;
