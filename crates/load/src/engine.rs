@@ -25,7 +25,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::ops::Client;
 use crate::profile::{Load, Profile, Scenario, Stage};
-use crate::record::{GeneratorStats, Hist, MemorySample, RawRun, Recorder, step_for};
+use crate::record::{GeneratorStats, Hist, MemorySample, RawRecovery, RawRun, Recorder, step_for};
 use crate::report;
 
 /// How the generator runs, beyond the profile.
@@ -339,13 +339,22 @@ pub async fn run(
 }
 
 fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScenario {
-    recorder.snapshot(
+    let mut raw = recorder.snapshot(
         &scenario.name,
         scenario.load.describe(),
         scenario.load.executor.name(),
         scenario.mix.describe(),
         scenario.thresholds.iter().map(|t| t.text.clone()).collect(),
-    )
+    );
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    raw.recovery = scenario.recovery.as_ref().map(|r| RawRecovery {
+        threshold: r.threshold.text.clone(),
+        window_ms: ms(r.window),
+        spike_start_ms: ms(r.spike_start),
+        spike_end_ms: ms(r.spike_end),
+        peak_rate: r.peak,
+    });
+    raw
 }
 
 #[expect(clippy::too_many_arguments, reason = "one private call site")]

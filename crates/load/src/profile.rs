@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::ops::Operation;
-use crate::threshold::{Metric, Threshold, ThresholdError};
+use crate::threshold::{Comparison, Metric, Threshold, ThresholdError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
@@ -97,6 +97,17 @@ struct ScenarioSpec {
     thresholds: Vec<String>,
     #[serde(default)]
     max_in_flight: Option<usize>,
+    #[serde(default)]
+    recovery: Option<RecoverySpec>,
+}
+
+/// `recovery = { threshold = "p95 < 100ms", window = "5s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecoverySpec {
+    threshold: String,
+    #[serde(default, with = "opt_duration")]
+    window: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +178,27 @@ impl Load {
             from = stage.target;
         }
         from
+    }
+
+    /// The spike of a load that rises to its peak, comes back down and runs on: from the
+    /// start of the first stage that rises to the peak to the end of the stage after the last
+    /// one at the peak (the way down). `None` for a load that ends at its peak, starts there,
+    /// or stops right after coming down.
+    pub fn spike(&self) -> Option<(Duration, Duration)> {
+        let peak = self.peak();
+        let first = self.stages.iter().position(|s| s.target == peak)?;
+        let last = self.stages.iter().rposition(|s| s.target == peak)?;
+        let down = last + 1;
+        let before = match first {
+            0 => self.start,
+            i => self.stages[i - 1].target,
+        };
+        if before >= peak || down + 1 >= self.stages.len() {
+            return None;
+        }
+        let start = self.stages[..first].iter().map(|s| s.duration).sum();
+        let end = self.stages[..=down].iter().map(|s| s.duration).sum();
+        Some((start, end))
     }
 
     pub fn peak(&self) -> f64 {
@@ -276,7 +308,24 @@ pub struct Scenario {
     /// Requests in flight at most (k6's `maxVUs` of arrival-rate executors); a request due when
     /// all are taken waits, and its latency counts from when it was due.
     pub max_in_flight: usize,
+    /// For a spike: how its recovery is judged (`report::RecoveryReport`).
+    pub recovery: Option<Recovery>,
 }
+
+/// How a spike's recovery is judged: the time from the spike's end until the latency
+/// percentile of `threshold`, over a sliding `window`, is back under its limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recovery {
+    pub threshold: Threshold,
+    pub window: Duration,
+    /// From the scenario's start (`Load::spike`).
+    pub spike_start: Duration,
+    pub spike_end: Duration,
+    pub peak: f64,
+}
+
+/// The sliding window of `recovery` when the profile does not give one.
+pub const DEFAULT_RECOVERY_WINDOW: Duration = Duration::from_secs(5);
 
 /// A profile, validated, with the command line's overrides applied.
 #[derive(Clone, Debug, PartialEq)]
@@ -631,6 +680,10 @@ fn scenario_from(
     if max_in_flight == 0 {
         return Err(invalid("max_in_flight must be at least 1".into()));
     }
+    let recovery = match &spec.recovery {
+        None => None,
+        Some(recovery) => Some(recovery_from(recovery, &load).map_err(invalid)?),
+    };
     Ok(Scenario {
         name: spec.name.clone(),
         load,
@@ -638,6 +691,43 @@ fn scenario_from(
         mix,
         thresholds,
         max_in_flight,
+        recovery,
+    })
+}
+
+fn recovery_from(spec: &RecoverySpec, load: &Load) -> Result<Recovery, String> {
+    if !load.executor.is_open() {
+        return Err("`recovery` applies to the arrival-rate executors".into());
+    }
+    let threshold = Threshold::parse(&spec.threshold).map_err(|error| format!("recovery: {error}"))?;
+    if !matches!(threshold.metric, Metric::Percentile(_))
+        || threshold.operation.is_some()
+        || !matches!(
+            threshold.comparison,
+            Comparison::Less | Comparison::LessOrEqual
+        )
+    {
+        return Err(format!(
+            "recovery: `{}` is not an upper limit on a latency percentile of all requests \
+             (e.g. `p95 < 100ms`)",
+            spec.threshold
+        ));
+    }
+    let window = spec.window.unwrap_or(DEFAULT_RECOVERY_WINDOW);
+    if window.is_zero() || window > Duration::from_secs(600) {
+        return Err("recovery: the window is above 0 and at most 10m".into());
+    }
+    let (spike_start, spike_end) = load.spike().ok_or_else(|| {
+        "recovery: the load has no spike (it must rise to its peak, come back down and run on \
+         after it)"
+            .to_owned()
+    })?;
+    Ok(Recovery {
+        threshold,
+        window,
+        spike_start,
+        spike_end,
+        peak: load.peak(),
     })
 }
 
@@ -754,6 +844,54 @@ mix = { get_cart = 1 }
         assert!((reads.thresholds[3].limit - 95.0).abs() < 1e-9);
         // "users" lasted 5 s from 60 s: now 120 s from 1440 s.
         assert_eq!(profile.scenarios[2].start, Duration::from_secs(1_440));
+    }
+
+    #[test]
+    fn a_spike_is_found_and_its_recovery_checked() {
+        let text = r#"
+[profiles.spike]
+description = "x"
+[[profiles.spike.scenarios]]
+name = "spike"
+executor = "ramping-arrival-rate"
+start_rate = 100
+stages = [
+  { duration = "60s", target = 100 },
+  { duration = "10s", target = 1000 },
+  { duration = "60s", target = 1000 },
+  { duration = "10s", target = 100 },
+  { duration = "2m", target = 100 },
+]
+mix = { get_cart = 1 }
+recovery = { threshold = "p95 < 100ms" }
+"#;
+        let profile = Profiles::parse("test", text)
+            .unwrap()
+            .get("spike", &Overrides::default())
+            .unwrap();
+        let recovery = profile.scenarios[0].recovery.clone().unwrap();
+        assert_eq!(recovery.spike_start, Duration::from_secs(60));
+        assert_eq!(recovery.spike_end, Duration::from_secs(140));
+        assert_eq!(recovery.window, DEFAULT_RECOVERY_WINDOW);
+        assert_eq!(recovery.peak, 1000.0);
+        for (edit, fragment) in [
+            (("p95 < 100ms", "error_rate < 1%"), "not an upper limit"),
+            (("p95 < 100ms", "p95 > 100ms"), "not an upper limit"),
+            (
+                ("  { duration = \"2m\", target = 100 },\n", ""),
+                "has no spike",
+            ),
+            (
+                ("\"p95 < 100ms\" }", "\"p95 < 100ms\", window = \"0s\" }"),
+                "the window is above 0",
+            ),
+        ] {
+            let text = text.replacen(edit.0, edit.1, 1);
+            let error = Profiles::parse("test", &text)
+                .and_then(|p| p.get("spike", &Overrides::default()))
+                .unwrap_err();
+            assert!(error.to_string().contains(fragment), "{edit:?}: {error}");
+        }
     }
 
     #[test]

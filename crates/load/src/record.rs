@@ -106,6 +106,22 @@ pub struct RawScenario {
     pub dropped: u64,
     /// Requests of the warm-up, not in the results.
     pub warmup_requests: u64,
+    /// For a spike: how its recovery is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RawRecovery>,
+}
+
+/// A spike's recovery criterion (`profile::Recovery`), as the report needs it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRecovery {
+    /// `p95 < 100ms`.
+    pub threshold: String,
+    pub window_ms: u64,
+    /// From the scenario's start, ms.
+    pub spike_start_ms: u64,
+    pub spike_end_ms: u64,
+    pub peak_rate: f64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -408,6 +424,7 @@ impl Recorder {
             },
             dropped: live.dropped,
             warmup_requests: live.warmup_requests,
+            recovery: None,
         }
     }
 }

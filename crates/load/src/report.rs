@@ -105,6 +105,73 @@ pub struct ScenarioReport {
     pub operations: BTreeMap<String, Summary>,
     pub series: Vec<SeriesPoint>,
     pub warmup_requests: u64,
+    /// For a spike scenario: its recovery.
+    pub recovery: Option<RecoveryReport>,
+}
+
+/// How a spike scenario recovered: the time from the end of the spike (the load back down)
+/// until the latency percentile of its recovery threshold, over a sliding window of the
+/// requests due in it, was back under the limit. Measured in whole steps of the series (1 s
+/// up to an hour's run).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RecoveryReport {
+    /// `p95 < 100ms`.
+    pub threshold: String,
+    pub window_seconds: f64,
+    pub peak_rate: f64,
+    /// From the start of the measured window.
+    pub spike_start_seconds: f64,
+    pub spike_end_seconds: f64,
+    /// The threshold's percentile of the requests due before the spike and during it, ms.
+    pub before_ms: Option<f64>,
+    pub during_ms: Option<f64>,
+    /// When the first window that starts at or after the spike's end met the threshold
+    /// (`None`: none did before the run ended), and how long after the spike's end that was.
+    pub recovered_at_seconds: Option<f64>,
+    pub recovery_seconds: Option<f64>,
+}
+
+/// The recovery of `scenario`, if it is a spike with a recovery criterion.
+pub fn recovery(scenario: &RawScenario) -> Option<RecoveryReport> {
+    let spec = scenario.recovery.as_ref()?;
+    let threshold = Threshold::parse(&spec.threshold).ok()?;
+    let Metric::Percentile(percentile) = threshold.metric else {
+        return None;
+    };
+    let step = scenario.step_ms.max(1);
+    let spike_start = scenario.start_ms + spec.spike_start_ms;
+    let spike_end = scenario.start_ms + spec.spike_end_ms;
+    let series = &scenario.series;
+    // The percentile of the requests due in steps `from..to`, ms.
+    let percentile_ms = |from: usize, to: usize| -> Option<f64> {
+        let mut merged = step_histogram();
+        for step in series.get(from..to.min(series.len()))? {
+            merged.add(&step.latency.0).ok()?;
+        }
+        (!merged.is_empty()).then(|| merged.value_at_quantile(percentile / 100.0) as f64 / 1e3)
+    };
+    let index = |ms: u64| usize::try_from(ms / step).unwrap_or(usize::MAX);
+    let window_steps = usize::try_from(spec.window_ms.div_ceil(step))
+        .unwrap_or(usize::MAX)
+        .max(1);
+    let first = usize::try_from(spike_end.div_ceil(step)).unwrap_or(usize::MAX);
+    let recovered_at = (first..series.len().saturating_sub(window_steps - 1))
+        .find(|&k| {
+            percentile_ms(k, k + window_steps).is_some_and(|ms| threshold.holds(ms / 1e3))
+        })
+        .map(|k| k as u64 * step);
+    Some(RecoveryReport {
+        threshold: spec.threshold.clone(),
+        window_seconds: spec.window_ms as f64 / 1e3,
+        peak_rate: spec.peak_rate,
+        spike_start_seconds: spike_start as f64 / 1e3,
+        spike_end_seconds: spike_end as f64 / 1e3,
+        before_ms: percentile_ms(index(scenario.start_ms), index(spike_start)),
+        during_ms: percentile_ms(index(spike_start), index(spike_end).max(index(spike_start) + 1)),
+        recovered_at_seconds: recovered_at.map(|t| t as f64 / 1e3),
+        recovery_seconds: recovered_at.map(|t| t.saturating_sub(spike_end) as f64 / 1e3),
+    })
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -251,6 +318,23 @@ impl Report {
             for text in &scenario.thresholds {
                 outcomes.push(judge(&scenario.name, text, scenario, measured, &raw.memory));
             }
+            let recovery = recovery(scenario);
+            if let Some(recovery) = &recovery {
+                // A spike the service does not recover from within the run fails it.
+                outcomes.push(ThresholdOutcome {
+                    scope: scenario.name.clone(),
+                    threshold: format!(
+                        "recovery: {} over {}s after the spike",
+                        recovery.threshold, recovery.window_seconds
+                    ),
+                    observed: recovery.recovery_seconds,
+                    observed_text: match recovery.recovery_seconds {
+                        Some(seconds) => format!("back {seconds:.0}s after the spike's end"),
+                        None => "not back under it by the end of the run".to_owned(),
+                    },
+                    passed: recovery.recovery_seconds.is_some(),
+                });
+            }
             let passed = outcomes.iter().all(|o| o.passed);
             thresholds.extend(outcomes);
             scenarios.push(ScenarioReport {
@@ -272,6 +356,7 @@ impl Report {
                     .filter(|p| p.t * 1e3 + 1e-6 >= scenario.start_ms as f64)
                     .collect(),
                 warmup_requests: scenario.warmup_requests,
+                recovery,
             });
         }
         let summary = summarise(&all_ops, window, dropped);

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{Report, SeriesPoint, Summary};
+use crate::report::{RecoveryReport, Report, ScenarioReport, SeriesPoint, Summary};
 use crate::threshold::{Metric, Threshold, format_bytes, format_nanos, format_seconds};
 
 const WIDTH: f64 = 920.0;
@@ -33,9 +33,12 @@ struct Line<'a> {
     points: Vec<(f64, Option<f64>)>,
 }
 
-/// A guide: a dashed horizontal line (a threshold), or a shaded span of time.
+/// A guide: a dashed horizontal line (a threshold), a shaded span of time (a spike), or a
+/// dashed vertical line at a time (a recovery).
 enum Guide {
     Level(String, f64),
+    Span(String, f64, f64),
+    Mark(String, f64),
 }
 
 /// A "nice" upper bound and step for an axis: 1, 2 or 5 times a power of ten.
@@ -110,7 +113,10 @@ fn chart(id: &str, title: &str, y_unit: &str, lines: &[Line<'_>], guides: &[Guid
         .fold(0.0f64, f64::max);
     let guide_max = guides
         .iter()
-        .map(|Guide::Level(_, v)| *v)
+        .filter_map(|guide| match guide {
+            Guide::Level(_, v) => Some(*v),
+            _ => None,
+        })
         .fold(0.0f64, f64::max);
     // A threshold far above the data would flatten the lines: show it only if it is near.
     let y_top = if guide_max <= data_max * 3.0 {
@@ -175,19 +181,47 @@ fn chart(id: &str, title: &str, y_unit: &str, lines: &[Line<'_>], guides: &[Guid
         LEFT + plot_w / 2.0,
         HEIGHT - 6.0
     );
-    for Guide::Level(label, value) in guides {
-        if *value > y_max {
-            continue;
+    let clamp_x = |t: f64| x(t).clamp(LEFT, WIDTH - RIGHT);
+    for guide in guides {
+        match guide {
+            Guide::Level(label, value) => {
+                if *value > y_max {
+                    continue;
+                }
+                let gy = y(*value);
+                let _ = write!(
+                    svg,
+                    r#"<line x1="{LEFT}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" class="guide"/><text x="{:.1}" y="{:.1}" class="guide-label" text-anchor="end">{}</text>"#,
+                    WIDTH - RIGHT,
+                    WIDTH - RIGHT - 4.0,
+                    gy - 4.0,
+                    escape(label)
+                );
+            }
+            Guide::Span(label, from, to) => {
+                let (x1, x2) = (clamp_x(*from), clamp_x(*to));
+                let _ = write!(
+                    svg,
+                    r#"<rect x="{x1:.1}" y="{TOP:.1}" width="{:.1}" height="{plot_h:.1}" class="span"><title>{}</title></rect><text x="{:.1}" y="{:.1}" class="guide-label">{}</text>"#,
+                    (x2 - x1).max(1.0),
+                    escape(label),
+                    x1 + 3.0,
+                    TOP + 12.0,
+                    escape(label)
+                );
+            }
+            Guide::Mark(label, t) => {
+                let gx = clamp_x(*t);
+                let _ = write!(
+                    svg,
+                    r#"<line x1="{gx:.1}" y1="{TOP:.1}" x2="{gx:.1}" y2="{:.1}" class="guide"/><text x="{:.1}" y="{:.1}" class="guide-label">{}</text>"#,
+                    TOP + plot_h,
+                    gx + 3.0,
+                    TOP + 26.0,
+                    escape(label)
+                );
+            }
         }
-        let gy = y(*value);
-        let _ = write!(
-            svg,
-            r#"<line x1="{LEFT}" y1="{gy:.1}" x2="{:.1}" y2="{gy:.1}" class="guide"/><text x="{:.1}" y="{:.1}" class="guide-label" text-anchor="end">{}</text>"#,
-            WIDTH - RIGHT,
-            WIDTH - RIGHT - 4.0,
-            gy - 4.0,
-            escape(label)
-        );
     }
     // Lines, broken where a step has no value.
     for line in lines {
@@ -238,6 +272,61 @@ fn chart(id: &str, title: &str, y_unit: &str, lines: &[Line<'_>], guides: &[Guid
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// A spike's recovery: the scenario's latency with the spike shaded, the recovery
+/// threshold, and the moment it was met again.
+fn recovery_section(i: usize, s: &ScenarioReport, recovery: &RecoveryReport) -> String {
+    let mut html = String::new();
+    let ms = |v: Option<f64>| v.map_or("-".to_owned(), |ms| format_seconds(ms / 1e3));
+    let _ = write!(
+        html,
+        "<p>Spike to {}/s from {:.0}s to {:.0}s: {} before it {}, during it {}; {}.</p>",
+        recovery.peak_rate,
+        recovery.spike_start_seconds,
+        recovery.spike_end_seconds,
+        escape(&recovery.threshold),
+        ms(recovery.before_ms),
+        ms(recovery.during_ms),
+        match recovery.recovery_seconds {
+            Some(seconds) => format!(
+                "<b>recovered {seconds:.0}s after its end</b> ({} over {}s windows)",
+                escape(&recovery.threshold),
+                recovery.window_seconds
+            ),
+            None => "<b>not recovered by the end of the run</b>".to_owned(),
+        }
+    );
+    let mut guides = vec![Guide::Span(
+        "spike".to_owned(),
+        recovery.spike_start_seconds,
+        recovery.spike_end_seconds,
+    )];
+    if let Ok(threshold) = Threshold::parse(&recovery.threshold) {
+        guides.push(Guide::Level(threshold.text.clone(), threshold.limit * 1e3));
+    }
+    if let Some(at) = recovery.recovered_at_seconds {
+        guides.push(Guide::Mark("recovered".to_owned(), at));
+    }
+    html.push_str(&chart(
+        &format!("chart-recovery-{i}"),
+        &format!("Recovery of {}", s.name),
+        "ms",
+        &[
+            Line {
+                name: "p95",
+                colour: "#e8590c",
+                points: s.series.iter().map(|p| (p.t, p.p95_ms)).collect(),
+            },
+            Line {
+                name: "p50",
+                colour: "#1971c2",
+                points: s.series.iter().map(|p| (p.t, p.p50_ms)).collect(),
+            },
+        ],
+        &guides,
+    ));
+    html
 }
 
 fn latency_chart(
@@ -326,7 +415,7 @@ td,th{border:1px solid #dee2e6;padding:3px 7px;text-align:right}td:first-child,t
 .pass{color:#2b8a3e;font-weight:600}.fail{color:#c92a2a;font-weight:600}.warn{background:#fff3bf;padding:6px 10px}\
 svg.chart{width:100%;height:auto;border:1px solid #e9ecef;margin:8px 0}.grid{stroke:#f1f3f5}.axis{stroke:#adb5bd}\
 .tick,.legend,.unit{font-size:11px;fill:#495057}.title{font-size:13px;font-weight:600;fill:#212529}\
-.guide{stroke:#862e9c;stroke-dasharray:6 4}.guide-label{font-size:11px;fill:#862e9c}";
+.guide{stroke:#862e9c;stroke-dasharray:6 4}.guide-label{font-size:11px;fill:#862e9c}.span{fill:#ffe8cc;opacity:.7}";
 
 const SCRIPT: &str = "window.addEventListener('load',function(){var c=document.querySelectorAll('svg.chart'),d=0;\
 c.forEach(function(s){var ok=false;s.querySelectorAll('polyline').forEach(function(l){var b=l.getBBox();if(b.width>0)ok=true;});\
@@ -520,6 +609,9 @@ pub fn render(report: &Report) -> String {
                 let _ = write!(html, "<tr><td>{}</td><td>{n}</td></tr>", escape(message));
             }
             html.push_str("</table>");
+        }
+        if let Some(recovery) = &s.recovery {
+            html.push_str(&recovery_section(i, s, recovery));
         }
         if report.scenarios.len() > 1 {
             let thresholds: Vec<Threshold> = report.raw.scenarios[i]

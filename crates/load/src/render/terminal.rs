@@ -83,6 +83,26 @@ pub fn render(report: &Report) -> String {
                 );
             }
         }
+        if let Some(r) = &s.recovery {
+            let ms = |v: Option<f64>| v.map_or("-".to_owned(), |ms| format_seconds(ms / 1e3));
+            let _ = writeln!(
+                out,
+                "    spike .......... to {}/s from {:.0}s to {:.0}s; {} before {}, during {}; {}",
+                r.peak_rate,
+                r.spike_start_seconds,
+                r.spike_end_seconds,
+                r.threshold,
+                ms(r.before_ms),
+                ms(r.during_ms),
+                match r.recovery_seconds {
+                    Some(seconds) => format!(
+                        "recovered {seconds:.0}s after its end ({}s windows)",
+                        r.window_seconds
+                    ),
+                    None => "not recovered by the end of the run".to_owned(),
+                }
+            );
+        }
         let _ = writeln!(out, "    status ......... {}", codes(&s.summary));
         for (message, n) in s.summary.error_distribution.iter().take(5) {
             let _ = writeln!(out, "      {n} × {message}");

@@ -8,5 +8,6 @@ mod html;
 mod merge;
 mod real;
 mod soak;
+mod spike;
 mod stall;
 mod support;
