@@ -25,7 +25,10 @@ use tokio::sync::{Semaphore, mpsc};
 
 use crate::ops::Client;
 use crate::profile::{Load, Profile, Scenario, Stage};
-use crate::record::{GeneratorStats, Hist, MemorySample, RawRecovery, RawRun, Recorder, step_for};
+use crate::record::{
+    GeneratorStats, Hist, MemorySample, RawBreakingPoint, RawRateStep, RawRecovery, RawRun,
+    Recorder, step_for,
+};
 use crate::report;
 
 /// How the generator runs, beyond the profile.
@@ -354,6 +357,22 @@ fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScena
         spike_end_ms: ms(r.spike_end),
         peak_rate: r.peak,
     });
+    raw.breaking_point = scenario
+        .breaking_point
+        .as_ref()
+        .map(|b| RawBreakingPoint {
+            threshold: b.threshold.text.clone(),
+            max_error_rate: b.max_error_rate,
+            steps: b
+                .steps
+                .iter()
+                .map(|&(start, end, rate)| RawRateStep {
+                    start_ms: ms(start),
+                    end_ms: ms(end),
+                    rate,
+                })
+                .collect(),
+        });
     raw
 }
 

@@ -99,6 +99,17 @@ struct ScenarioSpec {
     max_in_flight: Option<usize>,
     #[serde(default)]
     recovery: Option<RecoverySpec>,
+    #[serde(default)]
+    breaking_point: Option<BreakingPointSpec>,
+}
+
+/// `breaking_point = { threshold = "p95 < 20ms", errors = "5%" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BreakingPointSpec {
+    threshold: String,
+    #[serde(default)]
+    errors: Option<String>,
 }
 
 /// `recovery = { threshold = "p95 < 100ms", window = "5s" }`.
@@ -208,6 +219,22 @@ impl Load {
             .fold(self.start, f64::max)
     }
 
+    /// The stages that hold their level (a constant executor's one stage among them): start
+    /// and end from the load's start, and the level.
+    pub fn plateaus(&self) -> Vec<(Duration, Duration, f64)> {
+        let mut plateaus = Vec::new();
+        let mut level = self.start;
+        let mut at = Duration::ZERO;
+        for stage in &self.stages {
+            if (stage.target - level).abs() < 1e-9 && stage.target > 0.0 {
+                plateaus.push((at, at + stage.duration, stage.target));
+            }
+            at += stage.duration;
+            level = stage.target;
+        }
+        plateaus
+    }
+
     /// One line: `constant-arrival-rate 200/s for 60s`.
     pub fn describe(&self) -> String {
         let unit = if self.executor.is_open() {
@@ -310,7 +337,24 @@ pub struct Scenario {
     pub max_in_flight: usize,
     /// For a spike: how its recovery is judged (`report::RecoveryReport`).
     pub recovery: Option<Recovery>,
+    /// For steps of rising rate: how each step is judged (`report::BreakingPointReport`).
+    pub breaking_point: Option<BreakingPoint>,
 }
+
+/// How the steps of a stress test are judged: a step (a stage that holds its rate) is
+/// sustained when the latency percentile of `threshold` of the requests due in it is under
+/// the limit, their error rate under `max_error_rate`, and at least 95% of them were answered.
+/// The breaking point is the rate of the last step sustained before the first that is not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BreakingPoint {
+    pub threshold: Threshold,
+    pub max_error_rate: f64,
+    /// The steps: start and end from the scenario's start, and the rate.
+    pub steps: Vec<(Duration, Duration, f64)>,
+}
+
+/// The error rate above which a step is not sustained when the profile does not say.
+pub const DEFAULT_BREAKING_ERROR_RATE: f64 = 0.05;
 
 /// How a spike's recovery is judged: the time from the spike's end until the latency
 /// percentile of `threshold`, over a sliding `window`, is back under its limit.
@@ -684,6 +728,10 @@ fn scenario_from(
         None => None,
         Some(recovery) => Some(recovery_from(recovery, &load).map_err(invalid)?),
     };
+    let breaking_point = match &spec.breaking_point {
+        None => None,
+        Some(spec) => Some(breaking_point_from(spec, &load).map_err(invalid)?),
+    };
     Ok(Scenario {
         name: spec.name.clone(),
         load,
@@ -692,8 +740,44 @@ fn scenario_from(
         thresholds,
         max_in_flight,
         recovery,
+        breaking_point,
     })
 }
+
+fn breaking_point_from(spec: &BreakingPointSpec, load: &Load) -> Result<BreakingPoint, String> {
+    if !load.executor.is_open() {
+        return Err("`breaking_point` applies to the arrival-rate executors".into());
+    }
+    let threshold =
+        Threshold::parse(&spec.threshold).map_err(|error| format!("breaking_point: {error}"))?;
+    if !matches!(threshold.metric, Metric::Percentile(_))
+        || threshold.operation.is_some()
+        || !matches!(
+            threshold.comparison,
+            Comparison::Less | Comparison::LessOrEqual
+        )
+    {
+        return Err(format!(
+            "breaking_point: `{}` is not an upper limit on a latency percentile of all \
+             requests (e.g. `p95 < 20ms`)",
+            spec.threshold
+        ));
+    }
+    let max_error_rate = match &spec.errors {
+        None => DEFAULT_BREAKING_ERROR_RATE,
+        Some(text) => Threshold::parse(&format!("error_rate < {text}"))
+            .map_err(|error| format!("breaking_point: errors: {error}"))?
+            .limit,
+    };
+    let steps = load.plateaus();
+    if steps.is_empty() {
+        return Err("breaking_point: the load has no step that holds its rate".into());
+    }
+    Ok(BreakingPoint {
+        threshold,
+        max_error_rate,
+        steps,
+    })
 
 fn recovery_from(spec: &RecoverySpec, load: &Load) -> Result<Recovery, String> {
     if !load.executor.is_open() {

@@ -109,6 +109,28 @@ pub struct RawScenario {
     /// For a spike: how its recovery is judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery: Option<RawRecovery>,
+    /// For steps of rising rate: how each step is judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub breaking_point: Option<RawBreakingPoint>,
+}
+
+/// `profile::BreakingPoint`, as the report needs it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawBreakingPoint {
+    /// `p95 < 20ms`.
+    pub threshold: String,
+    pub max_error_rate: f64,
+    pub steps: Vec<RawRateStep>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRateStep {
+    /// From the scenario's start, ms.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub rate: f64,
 }
 
 /// A spike's recovery criterion (`profile::Recovery`), as the report needs it.
@@ -425,6 +447,7 @@ impl Recorder {
             dropped: live.dropped,
             warmup_requests: live.warmup_requests,
             recovery: None,
+            breaking_point: None,
         }
     }
 }

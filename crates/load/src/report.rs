@@ -107,6 +107,105 @@ pub struct ScenarioReport {
     pub warmup_requests: u64,
     /// For a spike scenario: its recovery.
     pub recovery: Option<RecoveryReport>,
+    /// For a scenario of rising steps: each step and the breaking point.
+    pub breaking_point: Option<BreakingPointReport>,
+}
+
+/// The steps of a stress scenario and the highest rate it sustained.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BreakingPointReport {
+    /// `p95 < 20ms`.
+    pub threshold: String,
+    pub max_error_rate: f64,
+    pub steps: Vec<RateStepReport>,
+    /// The rate of the last step sustained before the first that was not (`None`: the first
+    /// step was not); every step sustained makes it the last step's rate, a lower bound.
+    pub breaking_point_rate: Option<f64>,
+    /// Whether a step failed: without one the breaking point is above the steps tried.
+    pub broke: bool,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RateStepReport {
+    pub rate: f64,
+    /// From the start of the measured window.
+    pub from_seconds: f64,
+    pub to_seconds: f64,
+    /// Requests due in the step that were answered, per second of the step.
+    pub answered_rps: f64,
+    /// The threshold's percentile of the requests due in the step, ms.
+    pub percentile_ms: Option<f64>,
+    pub error_rate: f64,
+    pub dropped: u64,
+    pub sustained: bool,
+}
+
+/// The breaking point of `scenario`, if it has steps to judge.
+pub fn breaking_point(scenario: &RawScenario) -> Option<BreakingPointReport> {
+    let spec = scenario.breaking_point.as_ref()?;
+    let threshold = Threshold::parse(&spec.threshold).ok()?;
+    let Metric::Percentile(percentile) = threshold.metric else {
+        return None;
+    };
+    let step_ms = scenario.step_ms.max(1);
+    let index = |ms: u64| usize::try_from(ms / step_ms).unwrap_or(usize::MAX);
+    let mut steps = Vec::new();
+    for plateau in &spec.steps {
+        let from = scenario.start_ms + plateau.start_ms;
+        let to = scenario.start_ms + plateau.end_ms;
+        // Whole series steps inside the plateau: its edges belong to the ramps.
+        let first = usize::try_from(from.div_ceil(step_ms)).unwrap_or(usize::MAX);
+        let last = index(to).min(scenario.series.len());
+        let mut latency = step_histogram();
+        let (mut errors, mut dropped) = (0, 0);
+        for step in scenario.series.get(first..last).unwrap_or_default() {
+            let _ = latency.add(&step.latency.0);
+            errors += step.errors;
+            dropped += step.dropped;
+        }
+        let answered = latency.len();
+        let seconds = last.saturating_sub(first) as f64 * step_ms as f64 / 1e3;
+        let percentile_ms = (answered > 0)
+            .then(|| latency.value_at_quantile(percentile / 100.0) as f64 / 1e3);
+        let error_rate = if answered > 0 {
+            errors as f64 / answered as f64
+        } else {
+            0.0
+        };
+        let answered_rps = if seconds > 0.0 {
+            answered.saturating_sub(errors) as f64 / seconds
+        } else {
+            0.0
+        };
+        let sustained = seconds > 0.0
+            && percentile_ms.is_some_and(|ms| threshold.holds(ms / 1e3))
+            && error_rate < spec.max_error_rate
+            && answered as f64 >= 0.95 * plateau.rate * seconds;
+        steps.push(RateStepReport {
+            rate: plateau.rate,
+            from_seconds: from as f64 / 1e3,
+            to_seconds: to as f64 / 1e3,
+            answered_rps,
+            percentile_ms,
+            error_rate,
+            dropped,
+            sustained,
+        });
+    }
+    let first_failed = steps.iter().position(|s| !s.sustained);
+    let held = match first_failed {
+        Some(i) => &steps[..i],
+        None => &steps[..],
+    };
+    Some(BreakingPointReport {
+        threshold: spec.threshold.clone(),
+        max_error_rate: spec.max_error_rate,
+        breaking_point_rate: held.last().map(|s| s.rate),
+        broke: first_failed.is_some(),
+        steps,
+    })
 }
 
 /// How a spike scenario recovered: the time from the end of the spike (the load back down)
@@ -357,6 +456,7 @@ impl Report {
                     .collect(),
                 warmup_requests: scenario.warmup_requests,
                 recovery,
+                breaking_point: breaking_point(scenario),
             });
         }
         let summary = summarise(&all_ops, window, dropped);

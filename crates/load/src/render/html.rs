@@ -10,7 +10,9 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{RecoveryReport, Report, ScenarioReport, SeriesPoint, Summary};
+use crate::report::{
+    BreakingPointReport, RecoveryReport, Report, ScenarioReport, SeriesPoint, Summary,
+};
 use crate::threshold::{Metric, Threshold, format_bytes, format_nanos, format_seconds};
 
 const WIDTH: f64 = 920.0;
@@ -329,6 +331,71 @@ fn recovery_section(i: usize, s: &ScenarioReport, recovery: &RecoveryReport) -> 
     html
 }
 
+/// A stress scenario's steps: a table, and its latency with each step shaded and marked
+/// sustained or not.
+fn breaking_point_section(i: usize, s: &ScenarioReport, b: &BreakingPointReport) -> String {
+    let mut html = String::new();
+    let _ = write!(
+        html,
+        "<p>Breaking point ({}, errors under {:.0}%, 95% of the requests answered): <b>{}</b>.</p>",
+        escape(&b.threshold),
+        b.max_error_rate * 100.0,
+        match (b.breaking_point_rate, b.broke) {
+            (Some(rate), true) => format!("{rate}/s"),
+            (Some(rate), false) => format!("above {rate}/s (every step was sustained)"),
+            (None, _) => "below the first step".to_owned(),
+        }
+    );
+    html.push_str("<table><tr><th>rate</th><th>answered /s</th><th>percentile</th><th>errors</th><th>dropped</th><th>result</th></tr>");
+    for step in &b.steps {
+        let _ = write!(
+            html,
+            "<tr><td>{}/s</td><td>{:.1}</td><td>{}</td><td>{:.2}%</td><td>{}</td>{}</tr>",
+            step.rate,
+            step.answered_rps,
+            step.percentile_ms
+                .map_or("-".to_owned(), |ms| format_seconds(ms / 1e3)),
+            step.error_rate * 100.0,
+            step.dropped,
+            verdict_cell(step.sustained)
+        );
+    }
+    html.push_str("</table>");
+    let mut guides: Vec<Guide> = b
+        .steps
+        .iter()
+        .map(|step| {
+            Guide::Span(
+                format!("{}/s {}", step.rate, if step.sustained { "✓" } else { "✗" }),
+                step.from_seconds,
+                step.to_seconds,
+            )
+        })
+        .collect();
+    if let Ok(threshold) = Threshold::parse(&b.threshold) {
+        guides.push(Guide::Level(threshold.text.clone(), threshold.limit * 1e3));
+    }
+    html.push_str(&chart(
+        &format!("chart-steps-{i}"),
+        &format!("Steps of {}", s.name),
+        "ms",
+        &[
+            Line {
+                name: "p95",
+                colour: "#e8590c",
+                points: s.series.iter().map(|p| (p.t, p.p95_ms)).collect(),
+            },
+            Line {
+                name: "p50",
+                colour: "#1971c2",
+                points: s.series.iter().map(|p| (p.t, p.p50_ms)).collect(),
+            },
+        ],
+        &guides,
+    ));
+    html
+}
+
 fn latency_chart(
     id: &str,
     title: &str,
@@ -612,6 +679,9 @@ pub fn render(report: &Report) -> String {
         }
         if let Some(recovery) = &s.recovery {
             html.push_str(&recovery_section(i, s, recovery));
+        }
+        if let Some(breaking) = &s.breaking_point {
+            html.push_str(&breaking_point_section(i, s, breaking));
         }
         if report.scenarios.len() > 1 {
             let thresholds: Vec<Threshold> = report.raw.scenarios[i]

@@ -103,6 +103,41 @@ pub fn render(report: &Report) -> String {
                 }
             );
         }
+        if let Some(b) = &s.breaking_point {
+            // `p95 < 20ms`: the metric's name, for the steps' lines.
+            let metric = b.threshold.split_whitespace().next().unwrap_or("latency");
+            let _ = writeln!(
+                out,
+                "    steps .......... sustained when {}, errors under {:.0}% and 95% answered",
+                b.threshold,
+                b.max_error_rate * 100.0
+            );
+            for step in &b.steps {
+                let _ = writeln!(
+                    out,
+                    "      {} {:>8}/s  answered {:>9.1}/s  {} {:>8}  errors {:>6.2}%  dropped {}",
+                    if step.sustained { "✓" } else { "✗" },
+                    step.rate,
+                    step.answered_rps,
+                    metric,
+                    step.percentile_ms
+                        .map_or("-".to_owned(), |ms| format_seconds(ms / 1e3)),
+                    step.error_rate * 100.0,
+                    step.dropped
+                );
+            }
+            let _ = writeln!(
+                out,
+                "    breaking point . {}",
+                match (b.breaking_point_rate, b.broke) {
+                    (Some(rate), true) => format!("{rate}/s (the next step was not sustained)"),
+                    (Some(rate), false) => {
+                        format!("above {rate}/s (every step was sustained)")
+                    }
+                    (None, _) => "below the first step".to_owned(),
+                }
+            );
+        }
         let _ = writeln!(out, "    status ......... {}", codes(&s.summary));
         for (message, n) in s.summary.error_distribution.iter().take(5) {
             let _ = writeln!(out, "      {n} × {message}");

@@ -10,4 +10,5 @@ mod real;
 mod soak;
 mod spike;
 mod stall;
+mod stress;
 mod support;
