@@ -778,6 +778,7 @@ fn breaking_point_from(spec: &BreakingPointSpec, load: &Load) -> Result<Breaking
         max_error_rate,
         steps,
     })
+}
 
 fn recovery_from(spec: &RecoverySpec, load: &Load) -> Result<Recovery, String> {
     if !load.executor.is_open() {

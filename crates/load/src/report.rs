@@ -158,6 +158,10 @@ pub fn breaking_point(scenario: &RawScenario) -> Option<BreakingPointReport> {
         // Whole series steps inside the plateau: its edges belong to the ramps.
         let first = usize::try_from(from.div_ceil(step_ms)).unwrap_or(usize::MAX);
         let last = index(to).min(scenario.series.len());
+        if last <= first {
+            // Shorter than a step of the series: nothing to judge it on.
+            continue;
+        }
         let mut latency = step_histogram();
         let (mut errors, mut dropped) = (0, 0);
         for step in scenario.series.get(first..last).unwrap_or_default() {
@@ -245,8 +249,8 @@ pub fn recovery(scenario: &RawScenario) -> Option<RecoveryReport> {
     // The percentile of the requests due in steps `from..to`, ms.
     let percentile_ms = |from: usize, to: usize| -> Option<f64> {
         let mut merged = step_histogram();
-        for step in series.get(from..to.min(series.len()))? {
-            merged.add(&step.latency.0).ok()?;
+        for due in series.get(from..to.min(series.len()))? {
+            merged.add(&due.latency.0).ok()?;
         }
         (!merged.is_empty()).then(|| merged.value_at_quantile(percentile / 100.0) as f64 / 1e3)
     };
@@ -255,7 +259,9 @@ pub fn recovery(scenario: &RawScenario) -> Option<RecoveryReport> {
         .unwrap_or(usize::MAX)
         .max(1);
     let first = usize::try_from(spike_end.div_ceil(step)).unwrap_or(usize::MAX);
-    let recovered_at = (first..series.len().saturating_sub(window_steps - 1))
+    // Windows of requests due before the scenario's end (later steps hold late answers only).
+    let end = index(scenario.start_ms + scenario.duration_ms).min(series.len());
+    let recovered_at = (first..(end + 1).saturating_sub(window_steps))
         .find(|&k| {
             percentile_ms(k, k + window_steps).is_some_and(|ms| threshold.holds(ms / 1e3))
         })
@@ -881,7 +887,7 @@ pub fn failing_threshold(
             continue;
         }
         for threshold in scenario.thresholds.iter().filter(|t| judged(t)) {
-            let result = judge(&scenario.name, &threshold.text, raw, ran);
+            let result = judge(&scenario.name, &threshold.text, raw, ran, &[]);
             if result.observed.is_some() && !result.passed {
                 return Some(format!(
                     "`{}` of scenario {} ({})",
@@ -1077,7 +1083,10 @@ fn add_scenario(into: &mut RawScenario, from: RawScenario) -> Result<(), MergeEr
             into.name, into.step_ms, from.step_ms
         )));
     }
-    if into.thresholds != from.thresholds {
+    if into.thresholds != from.thresholds
+        || into.recovery != from.recovery
+        || into.breaking_point != from.breaking_point
+    {
         return Err(MergeError::Incompatible(format!(
             "scenario {}: the runs had different thresholds",
             into.name

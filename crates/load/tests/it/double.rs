@@ -49,6 +49,20 @@ impl CartService for Stalling {
     }
 }
 
+/// Serves a cart service on a free port of 127.0.0.1 (with TCP_NODELAY, as the server does),
+/// for the life of the test; its address.
+pub async fn serve_cart<T: CartService>(service: T) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("a bound address").to_string();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CartServiceServer::new(service))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
 pub struct Double {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,

@@ -1,25 +1,25 @@
 //! The breaking point of a stress test: a test double of the cart service that answers in
-//! 150 ms whenever it sees more than 30 requests in 100 ms (300/s), at once otherwise. Steps of
+//! 150 ms whenever it has seen more than 300 requests in the last second, at once otherwise. Steps of
 //! 100, 200, 400 and 800/s find 200/s. Not the product: the real server's breaking point is
 //! measured with `cargo xtask load stress`.
 
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use commerce::grpc::proto::cart_service_server::{CartService, CartServiceServer};
+use commerce::grpc::proto::cart_service_server::CartService;
 use commerce::grpc::proto::{
     AddItemRequest, Cart, ClearCartRequest, GetCartRequest, RemoveItemRequest,
 };
 use load::render;
 use load::report::Report;
-use tokio::net::TcpListener;
 use tonic::{Request, Response, Status};
 
-use crate::support;
+use crate::{double, support};
 
 struct Limited {
-    /// The start of the current 100 ms and the requests seen in it.
-    bucket: Mutex<(Instant, u32)>,
+    /// When the requests of the last second came.
+    recent: Mutex<VecDeque<Instant>>,
 }
 
 #[tonic::async_trait]
@@ -27,12 +27,15 @@ impl CartService for Limited {
     async fn get_cart(&self, _: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
         let now = Instant::now();
         let over = {
-            let mut bucket = self.bucket.lock().unwrap_or_else(|p| p.into_inner());
-            if now - bucket.0 >= Duration::from_millis(100) {
-                *bucket = (now, 0);
+            let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+            while recent
+                .front()
+                .is_some_and(|&t| now - t > Duration::from_secs(1))
+            {
+                recent.pop_front();
             }
-            bucket.1 += 1;
-            bucket.1 > 30
+            recent.push_back(now);
+            recent.len() > 300
         };
         if over {
             tokio::time::sleep(Duration::from_millis(150)).await;
@@ -77,16 +80,10 @@ breaking_point = { threshold = "p95 < 50ms" }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaking_point_is_the_last_step_sustained() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
-    let addr = listener.local_addr().expect("a bound address").to_string();
-    let double = Limited {
-        bucket: Mutex::new((Instant::now(), 0)),
+    let service = Limited {
+        recent: Mutex::new(VecDeque::new()),
     };
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(CartServiceServer::new(double))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let addr = double::serve_cart(service).await;
     let profile = support::profile(PROFILE, "steps");
     let raw = support::run(
         &profile,
