@@ -444,10 +444,11 @@ async fn open_model(
 /// Why not tokio's timer: its wheel has a 1 ms resolution and rounds up, which would add half
 /// a millisecond on average to every latency measured from a due time, more than the whole
 /// service time of a cached read here. Why not a thread of its own sleeping until each due
-/// time (the first design): it then has to wake the runtime's thread, a wake-up across CPUs
-/// that cost about 0.1 ms per request at low rates on the 2-vCPU VM (the median from the due
-/// time 0.80 ms against 0.69 ms from the send, `load/cross-check.sh 100`). A timerfd's expiry
-/// has no timer slack and wakes the thread that waits in `epoll_wait`.
+/// time (the first design): it then hands each due time to the runtime's thread through a
+/// channel, one more thread to wake per request; measured with `load/cross-check.sh 100`, the
+/// median lag from the due time to the send was about 0.1 ms with either, so the timer is the
+/// simpler of the two. A timerfd's expiry has no timer slack and wakes the thread that waits in
+/// `epoll_wait`; the 0.1 ms that remains is the idle vCPU waking up.
 struct Timer {
     fd: AsyncFd<TimerHandle>,
 }
