@@ -2,8 +2,9 @@
 //!
 //! **Open model** (arrival-rate executors). A task per scenario computes when each request is
 //! due (the integral of the rate, linear within a stage), sleeps until then on a precise timer
-//! (a timerfd), waits for an in-flight slot if all are taken, and sends. Latency counts from the due time, so a server stall shows in full even
-//! though the requests behind it are sent late. A request still unsent `max_lag` after it was
+//! (a timerfd), waits for an in-flight slot if all are taken, and sends. Latency counts from
+//! the due time, so a server stall shows in full even though the requests behind it are sent
+//! late. A request still unsent `max_lag` after it was
 //! due is dropped and counted, and the report says the generator could not keep up.
 //!
 //! **Closed model** (VU executors). Each virtual user sends its next request when the last one
@@ -448,7 +449,8 @@ async fn open_model(
 /// channel, one more thread to wake per request; measured with `load/cross-check.sh 100`, the
 /// median lag from the due time to the send was about 0.1 ms with either, so the timer is the
 /// simpler of the two. A timerfd's expiry has no timer slack and wakes the thread that waits in
-/// `epoll_wait`; the 0.1 ms that remains is the idle vCPU waking up.
+/// `epoll_wait`. What the 0.1 ms is made of is not pinned down: waking 250 µs early and
+/// yielding until the due time did not remove it.
 struct Timer {
     fd: AsyncFd<TimerHandle>,
 }
