@@ -223,7 +223,8 @@ impl Connection {
         let sender = match handshake(&self.addr, self.connect_timeout).await {
             Ok(sender) => sender,
             Err(error) => {
-                let why = error_chain(&error);
+                // The error and its sources, `outer: inner`, as anyhow writes them.
+                let why = format!("{:#}", anyhow::Error::new(error));
                 *self
                     .last_failure
                     .lock()
@@ -363,17 +364,6 @@ fn status_of_http(status: StatusCode) -> Status {
         _ => Code::Unknown,
     };
     Status::new(code, format!("the server answered HTTP {status}"))
-}
-
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]
