@@ -11,20 +11,26 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use commerce::grpc::identity;
-use commerce::grpc::proto::cart_service_client::CartServiceClient;
-use commerce::grpc::proto::order_service_client::OrderServiceClient;
 use commerce::grpc::proto::{
-    AddItemRequest, CreateOrderRequest, GetCartRequest, GetOrderRequest, ListOrdersRequest,
-    ListScope,
+    AddItemRequest, Cart, CreateOrderRequest, GetCartRequest, GetOrderRequest, ListOrdersRequest,
+    ListOrdersResponse, ListScope, Order,
 };
 use commerce::identity::{Caller, Role, Roles};
 use commerce::ids::{TenantId, UserId};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::HealthCheckRequest;
-use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use uuid::Uuid;
+
+use crate::grpc::{ConnectError, Connection};
+
+/// The methods called, as `/package.Service/Method`.
+const GET_CART: &str = "/commerce.v1.CartService/GetCart";
+const ADD_ITEM: &str = "/commerce.v1.CartService/AddItem";
+const CREATE_ORDER: &str = "/commerce.v1.OrderService/CreateOrder";
+const GET_ORDER: &str = "/commerce.v1.OrderService/GetOrder";
+const LIST_ORDERS: &str = "/commerce.v1.OrderService/ListOrders";
+const HEALTH_CHECK: &str = "/grpc.health.v1.Health/Check";
 
 /// One kind of request (k6's "iteration"): what a virtual user does once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -231,26 +237,14 @@ pub struct Client {
 }
 
 struct ClientInner {
-    channels: Vec<Channel>,
-    next_channel: AtomicUsize,
+    connections: Vec<Connection>,
+    next_connection: AtomicUsize,
     identities: Identities,
     /// Users with a `create_order` in flight, by tenant then index: an order empties the cart,
     /// so two at once for one user would make the second fail for a reason of our making.
     busy: Vec<Vec<AtomicBool>>,
     next_order_user: AtomicUsize,
     timeout: Duration,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("`{0}` is not a valid server address (expected HOST:PORT)")]
-    Address(String),
-    #[error("cannot connect to {addr}")]
-    Connect {
-        addr: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
 }
 
 impl Client {
@@ -261,22 +255,9 @@ impl Client {
         identities: Identities,
         timeout: Duration,
     ) -> Result<Client, ConnectError> {
-        let endpoint = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|_| ConnectError::Address(addr.to_owned()))?
-            .tcp_nodelay(true)
-            .connect_timeout(Duration::from_secs(5));
-        let mut channels = Vec::with_capacity(connections.max(1));
+        let mut opened = Vec::with_capacity(connections.max(1));
         for _ in 0..connections.max(1) {
-            // `connect` (not `connect_lazy`): each channel is its own TCP connection, opened
-            // now, so the first requests do not pay for it.
-            let channel = endpoint
-                .connect()
-                .await
-                .map_err(|source| ConnectError::Connect {
-                    addr: addr.to_owned(),
-                    source,
-                })?;
-            channels.push(channel);
+            opened.push(Connection::open(addr, Duration::from_secs(5)).await?);
         }
         let busy = identities
             .tenants
@@ -291,8 +272,8 @@ impl Client {
             .collect();
         Ok(Client {
             inner: Arc::new(ClientInner {
-                channels,
-                next_channel: AtomicUsize::new(0),
+                connections: opened,
+                next_connection: AtomicUsize::new(0),
                 identities,
                 busy,
                 next_order_user: AtomicUsize::new(0),
@@ -305,9 +286,10 @@ impl Client {
         &self.inner.identities
     }
 
-    fn channel(&self) -> Channel {
-        let i = self.inner.next_channel.fetch_add(1, Ordering::Relaxed);
-        self.inner.channels[i % self.inner.channels.len()].clone()
+    /// The next connection, in turn.
+    fn connection(&self) -> &Connection {
+        let i = self.inner.next_connection.fetch_add(1, Ordering::Relaxed);
+        &self.inner.connections[i % self.inner.connections.len()]
     }
 
     /// Performs `op` once, with data picked by `rng`; `None` when it was not sent because the
@@ -372,8 +354,8 @@ impl Client {
                             idempotency_key: Uuid::new_v4().to_string(),
                         });
                         identity::attach(&mut request, &caller);
-                        OrderServiceClient::new(self.channel())
-                            .create_order(request)
+                        self.connection()
+                            .unary::<_, Order>(CREATE_ORDER, request)
                             .await
                             .map(drop)
                     }
@@ -399,15 +381,19 @@ impl Client {
                     tenant_id: String::new(),
                 });
                 identity::attach(&mut request, &caller);
-                OrderServiceClient::new(self.channel())
-                    .get_order(request)
+                self.connection()
+                    .unary::<_, Order>(GET_ORDER, request)
                     .await
                     .map(drop)
             }
-            Operation::Health => HealthClient::new(self.channel())
-                .check(HealthCheckRequest {
-                    service: String::new(),
-                })
+            Operation::Health => self
+                .connection()
+                .unary::<_, HealthCheckResponse>(
+                    HEALTH_CHECK,
+                    tonic::Request::new(HealthCheckRequest {
+                        service: String::new(),
+                    }),
+                )
                 .await
                 .map(drop),
         };
@@ -417,8 +403,8 @@ impl Client {
     async fn get_cart(&self, caller: &Caller, request: GetCartRequest) -> Outcome {
         let mut request = tonic::Request::new(request);
         identity::attach(&mut request, caller);
-        CartServiceClient::new(self.channel())
-            .get_cart(request)
+        self.connection()
+            .unary::<_, Cart>(GET_CART, request)
             .await
             .map(drop)
     }
@@ -429,8 +415,8 @@ impl Client {
             quantity: 1,
         });
         identity::attach(&mut request, caller);
-        CartServiceClient::new(self.channel())
-            .add_item(request)
+        self.connection()
+            .unary::<_, Cart>(ADD_ITEM, request)
             .await
             .map(drop)
     }
@@ -443,8 +429,8 @@ impl Client {
             scope: scope.into(),
         });
         identity::attach(&mut request, caller);
-        OrderServiceClient::new(self.channel())
-            .list_orders(request)
+        self.connection()
+            .unary::<_, ListOrdersResponse>(LIST_ORDERS, request)
             .await
             .map(drop)
     }

@@ -209,7 +209,7 @@ pub struct GeneratorStats {
     pub send_lag: Hist,
 }
 
-/// What one scenario records while it runs; shared by its scheduler and its requests.
+/// What one scenario records while it runs; shared by its dispatching task and its requests.
 #[derive(Clone)]
 pub struct Recorder {
     inner: Arc<Mutex<Live>>,

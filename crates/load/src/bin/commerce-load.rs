@@ -102,7 +102,7 @@ struct RunArgs {
     /// (counted and reported) rather than sent (at most 1h).
     #[arg(long, default_value = "10s", value_parser = parse_limit)]
     max_lag: Duration,
-    /// Threads of the generator's runtime (the scheduler threads come on top).
+    /// Threads of the generator's runtime.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=256))]
     threads: u16,
     /// Seed of the choices of operations and data.

@@ -78,7 +78,28 @@ impl Drop for Double {
 
 /// Serves the double on a free port of 127.0.0.1; `stall_for` zero never stalls.
 pub async fn start(stall_after: Duration, stall_for: Duration) -> Double {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    start_on(
+        "127.0.0.1:0".parse().expect("an address"),
+        stall_after,
+        stall_for,
+    )
+    .await
+}
+
+/// Serves the double on `addr` (port 0: a free one).
+pub async fn start_on(addr: SocketAddr, stall_after: Duration, stall_for: Duration) -> Double {
+    // A port just freed may be taken for a moment by another test's connection: try for 2 s.
+    let mut tries = 0;
+    let listener = loop {
+        match TcpListener::bind(addr).await {
+            Ok(listener) => break listener,
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse && tries < 40 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(error) => panic!("cannot listen on {addr}: {error}"),
+        }
+    };
     let addr = listener.local_addr().expect("a bound address");
     let service = Stalling {
         first_call: Arc::new(OnceLock::new()),

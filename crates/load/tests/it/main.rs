@@ -1,9 +1,10 @@
 //! The load crate's integration tests: the generator against a test double of the cart service
 //! (coordinated omission, merging), against the real server (every operation with real data),
-//! the command line, and the HTML report in a headless browser.
+//! the command line, the HTML report in a headless browser, and the lean gRPC client.
 
 mod cli;
 mod double;
+mod grpc;
 mod html;
 mod merge;
 mod real;

@@ -1,0 +1,172 @@
+//! The lean gRPC client (`load::grpc`) against tonic servers: answers, the server's statuses
+//! (trailers-only, and in trailers after a response began), and a connection that breaks and
+//! comes back.
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use commerce::grpc::proto::cart_service_server::{CartService, CartServiceServer};
+use commerce::grpc::proto::{
+    AddItemRequest, Cart, ClearCartRequest, GetCartRequest, RemoveItemRequest,
+};
+use load::grpc::Connection;
+use tokio::net::TcpListener;
+use tonic::{Code, Request, Response, Status};
+
+use crate::double;
+
+const GET_CART: &str = "/commerce.v1.CartService/GetCart";
+
+/// Fails the test instead of hanging it.
+async fn within<T>(call: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), call)
+        .await
+        .expect("an answer within 10 s")
+}
+
+async fn get_cart(connection: &Connection) -> Result<Cart, Status> {
+    within(connection.unary::<_, Cart>(GET_CART, Request::new(GetCartRequest::default()))).await
+}
+
+#[tokio::test]
+async fn answers_and_statuses_reach_the_caller() {
+    let server = double::start(Duration::ZERO, Duration::ZERO).await;
+    let connection = Connection::open(&server.addr.to_string(), Duration::from_secs(5))
+        .await
+        .expect("the double is up");
+    get_cart(&connection).await.expect("GetCart answers");
+
+    // A handler's error: tonic answers "trailers-only" (the status in the headers).
+    let error = within(connection.unary::<_, Cart>(
+        "/commerce.v1.CartService/AddItem",
+        Request::new(AddItemRequest {
+            product_id: "p".to_owned(),
+            quantity: 1,
+        }),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::Unimplemented, "{error:?}");
+    assert_eq!(error.message(), "test double");
+
+    // A method tonic's router does not know: trailers-only too.
+    let error = within(connection.unary::<_, Cart>(
+        "/commerce.v1.NoSuchService/Nothing",
+        Request::new(GetCartRequest::default()),
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::Unimplemented, "{error:?}");
+}
+
+/// A cart service whose carts are never empty.
+struct Priced;
+
+#[tonic::async_trait]
+impl CartService for Priced {
+    async fn get_cart(&self, _: Request<GetCartRequest>) -> Result<Response<Cart>, Status> {
+        Ok(Response::new(Cart {
+            items: vec![],
+            total_cents: 1_234,
+            version: 7,
+        }))
+    }
+
+    async fn add_item(&self, _: Request<AddItemRequest>) -> Result<Response<Cart>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+
+    async fn remove_item(&self, _: Request<RemoveItemRequest>) -> Result<Response<Cart>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+
+    async fn clear_cart(&self, _: Request<ClearCartRequest>) -> Result<Response<Cart>, Status> {
+        Err(Status::unimplemented("test double"))
+    }
+}
+
+async fn serve_priced(max_encoding: usize) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("a bound address").to_string();
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(CartServiceServer::new(Priced).max_encoding_message_size(max_encoding))
+            .serve_with_incoming(incoming),
+    );
+    addr
+}
+
+#[tokio::test]
+async fn the_message_is_decoded_and_a_status_in_the_trailers_is_read() {
+    let addr = serve_priced(usize::MAX).await;
+    let connection = Connection::open(&addr, Duration::from_secs(5))
+        .await
+        .expect("the server is up");
+    let cart = get_cart(&connection).await.expect("GetCart answers");
+    assert_eq!((cart.total_cents, cart.version), (1_234, 7));
+
+    // The response cannot be encoded within 1 byte: tonic has sent the headers already and
+    // puts OUT_OF_RANGE in the trailers.
+    let addr = serve_priced(1).await;
+    let connection = Connection::open(&addr, Duration::from_secs(5))
+        .await
+        .expect("the server is up");
+    let error = get_cart(&connection).await.unwrap_err();
+    assert_eq!(error.code(), Code::OutOfRange, "{error:?}");
+}
+
+#[tokio::test]
+async fn a_connection_that_breaks_is_opened_again() {
+    let server = double::start(Duration::ZERO, Duration::ZERO).await;
+    let addr = server.addr;
+    let connection = Connection::open(&addr.to_string(), Duration::from_secs(1))
+        .await
+        .expect("the double is up");
+    get_cart(&connection).await.expect("GetCart answers");
+
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let error = loop {
+        match get_cart(&connection).await {
+            Err(error) => break error,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(_) => panic!("calls still succeed 10 s after the server stopped"),
+        }
+    };
+    assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+
+    let _server = double::start_on(addr, Duration::ZERO, Duration::ZERO).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match get_cart(&connection).await {
+            Ok(_) => break,
+            Err(error) if Instant::now() < deadline => {
+                assert_eq!(error.code(), Code::Unavailable, "{error:?}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(error) => panic!("no answer 10 s after the server came back: {error:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_addresses_and_closed_ports_are_errors_not_panics() {
+    let error = Connection::open("no-port", Duration::from_secs(1))
+        .await
+        .err()
+        .expect("an address without a port is refused");
+    assert!(error.to_string().contains("HOST:PORT"), "{error}");
+
+    // A port nobody listens on: bind one, then free it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    drop(listener);
+    let error = Connection::open(&addr, Duration::from_secs(1))
+        .await
+        .err()
+        .expect("nobody listens");
+    assert!(error.to_string().contains("cannot connect"), "{error}");
+}
