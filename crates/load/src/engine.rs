@@ -359,22 +359,19 @@ fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScena
         spike_end_ms: ms(r.spike_end),
         peak_rate: r.peak,
     });
-    raw.breaking_point = scenario
-        .breaking_point
-        .as_ref()
-        .map(|b| RawBreakingPoint {
-            threshold: b.threshold.text.clone(),
-            max_error_rate: b.max_error_rate,
-            steps: b
-                .steps
-                .iter()
-                .map(|&(start, end, rate)| RawRateStep {
-                    start_ms: ms(start),
-                    end_ms: ms(end),
-                    rate,
-                })
-                .collect(),
-        });
+    raw.breaking_point = scenario.breaking_point.as_ref().map(|b| RawBreakingPoint {
+        threshold: b.threshold.text.clone(),
+        max_error_rate: b.max_error_rate,
+        steps: b
+            .steps
+            .iter()
+            .map(|&(start, end, rate)| RawRateStep {
+                start_ms: ms(start),
+                end_ms: ms(end),
+                rate,
+            })
+            .collect(),
+    });
     raw
 }
 

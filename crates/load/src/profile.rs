@@ -765,9 +765,11 @@ fn breaking_point_from(spec: &BreakingPointSpec, load: &Load) -> Result<Breaking
     }
     let max_error_rate = match &spec.errors {
         None => DEFAULT_BREAKING_ERROR_RATE,
-        Some(text) => Threshold::parse(&format!("error_rate < {text}"))
-            .map_err(|error| format!("breaking_point: errors: {error}"))?
-            .limit,
+        Some(text) => {
+            Threshold::parse(&format!("error_rate < {text}"))
+                .map_err(|error| format!("breaking_point: errors: {error}"))?
+                .limit
+        }
     };
     let steps = load.plateaus();
     if steps.is_empty() {
@@ -784,7 +786,8 @@ fn recovery_from(spec: &RecoverySpec, load: &Load) -> Result<Recovery, String> {
     if !load.executor.is_open() {
         return Err("`recovery` applies to the arrival-rate executors".into());
     }
-    let threshold = Threshold::parse(&spec.threshold).map_err(|error| format!("recovery: {error}"))?;
+    let threshold =
+        Threshold::parse(&spec.threshold).map_err(|error| format!("recovery: {error}"))?;
     if !matches!(threshold.metric, Metric::Percentile(_))
         || threshold.operation.is_some()
         || !matches!(

@@ -171,8 +171,8 @@ pub fn breaking_point(scenario: &RawScenario) -> Option<BreakingPointReport> {
         }
         let answered = latency.len();
         let seconds = last.saturating_sub(first) as f64 * step_ms as f64 / 1e3;
-        let percentile_ms = (answered > 0)
-            .then(|| latency.value_at_quantile(percentile / 100.0) as f64 / 1e3);
+        let percentile_ms =
+            (answered > 0).then(|| latency.value_at_quantile(percentile / 100.0) as f64 / 1e3);
         let error_rate = if answered > 0 {
             errors as f64 / answered as f64
         } else {
@@ -262,9 +262,7 @@ pub fn recovery(scenario: &RawScenario) -> Option<RecoveryReport> {
     // Windows of requests due before the scenario's end (later steps hold late answers only).
     let end = index(scenario.start_ms + scenario.duration_ms).min(series.len());
     let recovered_at = (first..(end + 1).saturating_sub(window_steps))
-        .find(|&k| {
-            percentile_ms(k, k + window_steps).is_some_and(|ms| threshold.holds(ms / 1e3))
-        })
+        .find(|&k| percentile_ms(k, k + window_steps).is_some_and(|ms| threshold.holds(ms / 1e3)))
         .map(|k| k as u64 * step);
     Some(RecoveryReport {
         threshold: spec.threshold.clone(),
@@ -273,7 +271,10 @@ pub fn recovery(scenario: &RawScenario) -> Option<RecoveryReport> {
         spike_start_seconds: spike_start as f64 / 1e3,
         spike_end_seconds: spike_end as f64 / 1e3,
         before_ms: percentile_ms(index(scenario.start_ms), index(spike_start)),
-        during_ms: percentile_ms(index(spike_start), index(spike_end).max(index(spike_start) + 1)),
+        during_ms: percentile_ms(
+            index(spike_start),
+            index(spike_end).max(index(spike_start) + 1),
+        ),
         recovered_at_seconds: recovered_at.map(|t| t as f64 / 1e3),
         recovery_seconds: recovered_at.map(|t| t.saturating_sub(spike_end) as f64 / 1e3),
     })
@@ -345,10 +346,7 @@ pub fn memory_trend(
     let mean_t = points.iter().map(|p| p.0).sum::<f64>() / n;
     let mean_y = points.iter().map(|p| p.1).sum::<f64>() / n;
     let sxx: f64 = points.iter().map(|p| (p.0 - mean_t).powi(2)).sum();
-    let sxy: f64 = points
-        .iter()
-        .map(|p| (p.0 - mean_t) * (p.1 - mean_y))
-        .sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mean_t) * (p.1 - mean_y)).sum();
     if sxx <= 0.0 {
         return None;
     }
@@ -822,7 +820,11 @@ fn judge(
     if threshold.metric.is_memory() {
         let from = i64::try_from(scenario.start_ms).unwrap_or(i64::MAX);
         let to = from.saturating_add(i64::try_from(window.as_millis()).unwrap_or(i64::MAX));
-        let answered = scenario.operations.values().map(|op| op.latency.0.len()).sum();
+        let answered = scenario
+            .operations
+            .values()
+            .map(|op| op.latency.0.len())
+            .sum();
         return memory_outcome(scope, &threshold, memory_trend(memory, from, to, answered));
     }
     let ops: Vec<_> = match threshold.operation {
@@ -1161,7 +1163,10 @@ mod tests {
         let trend = memory_trend(&memory, 0, 60_000, 6_000).unwrap();
         // The warm-up's samples (negative times) are left out.
         assert_eq!(trend.samples, 61);
-        assert!((trend.growth_bytes_per_hour - 3.6e6).abs() < 1e-3, "{trend:?}");
+        assert!(
+            (trend.growth_bytes_per_hour - 3.6e6).abs() < 1e-3,
+            "{trend:?}"
+        );
         // 1 kB a second at 100 requests a second: 10 bytes a request, 1 MB per 100K.
         let per_100k = trend.growth_bytes_per_100k_requests.unwrap();
         assert!((per_100k - 1e6).abs() < 1e-3, "{trend:?}");

@@ -402,7 +402,10 @@ mod tests {
             ("nosuchop.p95 < 1s", "unknown metric"),
             ("memory_growth_per_hour < 1 parsec", "unknown unit"),
             ("memory_growth_per_hour < MB", "not an amount of memory"),
-            ("get_cart.memory_growth_per_hour < 1MB", "not one operation's"),
+            (
+                "get_cart.memory_growth_per_hour < 1MB",
+                "not one operation's",
+            ),
         ] {
             let error = Threshold::parse(text).unwrap_err();
             assert!(error.to_string().contains(fragment), "{text}: {error}");

@@ -88,7 +88,10 @@ fn memory_lines(report: &Report) -> Vec<Line<'static>> {
             name: "fitted",
             colour: "#e8590c",
             points: vec![
-                (trend.from_seconds, Some(trend.fitted_start_bytes / 1_048_576.0)),
+                (
+                    trend.from_seconds,
+                    Some(trend.fitted_start_bytes / 1_048_576.0),
+                ),
                 (trend.to_seconds, Some(trend.fitted_end_bytes / 1_048_576.0)),
             ],
         });

@@ -9,6 +9,7 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use commerce::grpc::proto::cart_service_server::CartService;
 use commerce::grpc::proto::{
@@ -99,11 +100,25 @@ fn start_child() -> (ChildServer, String) {
             .expect("the test binary runs again"),
     );
     let stdout = child.0.stdout.take().expect("a piped stdout");
-    let addr = BufReader::new(stdout)
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix(LISTENING).map(str::to_owned))
-        .expect("the child announces its address");
+    // Read on a thread of its own, so that a child that never announces fails the test
+    // instead of hanging it. libtest writes "test NAME ... " before the test's own output, on
+    // the same line: the announcement is looked for anywhere in a line.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let addr = BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|line| {
+                line.split_once(LISTENING)
+                    .map(|(_, addr)| addr.trim().to_owned())
+            });
+        let _ = tx.send(addr);
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(60))
+        .ok()
+        .flatten()
+        .expect("the child announces its address within a minute");
     (child, addr)
 }
 
@@ -144,7 +159,10 @@ async fn a_leaking_server_fails_a_short_soak() {
     assert!(outcome("error_rate").passed, "{:?}", report.thresholds);
 
     // The fitted growth per request is the leak, within the allocator's noise.
-    let trend = report.memory_trend.as_ref().expect("a trend over 15 samples");
+    let trend = report
+        .memory_trend
+        .as_ref()
+        .expect("a trend over 15 samples");
     let per_request = trend.growth_bytes_per_100k_requests.unwrap() / 1e5;
     assert!(
         (0.7 * LEAK as f64..1.5 * LEAK as f64).contains(&per_request),
