@@ -101,28 +101,8 @@ impl std::fmt::Debug for DockerServices {
 
 impl DockerServices {
     pub(crate) fn start() -> Result<DockerServices, Error> {
-        // Same benchmarking settings as the local servers: no fsync, no persistence.
-        let postgres = Postgres::default()
-            .with_tag("15-alpine")
-            .with_cmd([
-                "-c",
-                "fsync=off",
-                "-c",
-                "synchronous_commit=off",
-                "-c",
-                "full_page_writes=off",
-                "-c",
-                "max_connections=500",
-                // Server-side statement counts for the benchmarks' roundtrips.json.
-                "-c",
-                "shared_preload_libraries=pg_stat_statements",
-            ])
-            .start()?;
-        let postgres_url = format!(
-            "postgres://postgres:postgres@{}:{}/postgres",
-            postgres.get_host()?,
-            postgres.get_host_port_ipv4(5432.tcp())?
-        );
+        let postgres = start_postgres(None)?;
+        let postgres_url = container_postgres_url(&postgres)?;
         let redis = start_redis(None)?;
         let redis_url = container_redis_url(&redis)?;
         let watchdog = Watchdog::spawn(&Duties {
@@ -154,6 +134,37 @@ impl Drop for DockerServices {
             let _ = std::thread::spawn(move || drop(containers)).join();
         }
     }
+}
+
+/// A PostgreSQL container with the local servers' benchmarking settings (no fsync), on
+/// `host_port` if given (so that a restarted container keeps its URL).
+pub(crate) fn start_postgres(host_port: Option<u16>) -> Result<Container<Postgres>, Error> {
+    let request = Postgres::default().with_tag("15-alpine").with_cmd([
+        "-c",
+        "fsync=off",
+        "-c",
+        "synchronous_commit=off",
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=500",
+        // Server-side statement counts for the benchmarks' roundtrips.json.
+        "-c",
+        "shared_preload_libraries=pg_stat_statements",
+    ]);
+    let container = match host_port {
+        Some(port) => request.with_mapped_port(port, 5432.tcp()).start()?,
+        None => request.start()?,
+    };
+    Ok(container)
+}
+
+pub(crate) fn container_postgres_url(container: &Container<Postgres>) -> Result<String, Error> {
+    Ok(format!(
+        "postgres://postgres:postgres@{}:{}/postgres",
+        container.get_host()?,
+        container.get_host_port_ipv4(5432.tcp())?
+    ))
 }
 
 /// A Redis container without persistence, on `host_port` if given (so that a restarted

@@ -14,6 +14,10 @@
 //! of its own). Servers started here are stopped, and their directories removed, when the handle
 //! drops — and, through a watchdog process, also when the process dies without dropping it (a
 //! panic that aborts, `SIGKILL`, Ctrl-C, or the process-wide [`shared`] instance at exit).
+//!
+//! An outage needs servers nobody else uses: [`RedisServer`] and [`PostgresServer`] start one
+//! for the caller alone (local binaries, else a container), which it may stop and start again
+//! on the same URL.
 
 mod config;
 mod counter;
@@ -21,6 +25,7 @@ mod docker;
 mod error;
 mod isolate;
 mod local;
+mod postgres_server;
 mod redis_server;
 mod watchdog;
 
@@ -31,6 +36,7 @@ pub use crate::config::{Choice, Config};
 pub use crate::counter::RoundTripCounter;
 pub use crate::error::Error;
 pub use crate::isolate::{RedisNamespace, TestDatabase};
+pub use crate::postgres_server::PostgresServer;
 pub use crate::redis_server::RedisServer;
 
 /// How the services were provided.

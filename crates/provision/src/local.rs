@@ -228,8 +228,8 @@ impl LocalServices {
 
     pub(crate) fn pids(&self) -> (u32, u32) {
         (
-            self.postgres.child.id(),
-            self.redis.child.as_ref().map_or(0, Child::id),
+            self.postgres.pid().unwrap_or(0),
+            self.redis.pid().unwrap_or(0),
         )
     }
 
@@ -238,19 +238,27 @@ impl LocalServices {
     }
 }
 
-/// A PostgreSQL server in a data directory of its own.
+/// A PostgreSQL server in a data directory of its own, which can be stopped and started again
+/// on the same port with its data.
 #[derive(Debug)]
-struct LocalPostgres {
-    child: Child,
+pub(crate) struct LocalPostgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    run_as: Option<RunAs>,
+    child: Option<Child>,
     port: u16,
 }
 
 impl LocalPostgres {
-    fn pid_file(dir: &Path) -> PathBuf {
+    pub(crate) fn pid_file(dir: &Path) -> PathBuf {
         dir.join("data").join("postmaster.pid")
     }
 
-    fn start(bin: &Path, dir: &Path, run_as: Option<RunAs>) -> Result<LocalPostgres, Error> {
+    pub(crate) fn start(
+        bin: &Path,
+        dir: &Path,
+        run_as: Option<RunAs>,
+    ) -> Result<LocalPostgres, Error> {
         let data = dir.join("data");
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
@@ -276,78 +284,119 @@ impl LocalPostgres {
                 ),
             });
         }
-        let log_path = dir.join("postgres.log");
         let mut last_error = None;
         for _attempt in 0..3 {
-            let port = free_port()?;
-            let log = File::create(&log_path)
-                .map_err(Error::io(format!("creating {}", log_path.display())))?;
-            let log_err = log
-                .try_clone()
-                .map_err(Error::io("duplicating the log file handle"))?;
-            let mut command = Command::new(bin.join("postgres"));
-            command
-                .arg("-D")
-                .arg(&data)
-                .arg("-k")
-                .arg(dir)
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                // Benchmarking settings: durability is not what we measure, and a throwaway server
-                // has nothing to lose. Connections: tests run many pools side by side.
-                .args([
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "synchronous_commit=off",
-                    "-c",
-                    "full_page_writes=off",
-                ])
-                .args(["-c", "max_connections=500", "-c", "shared_buffers=256MB"])
-                // Server-side statement counts for the benchmarks' roundtrips.json
-                // (`RoundTripCounter`); loading the module costs nothing measurable until the
-                // extension is created.
-                .args(["-c", "shared_preload_libraries=pg_stat_statements"])
-                .stdin(Stdio::null())
-                .stdout(log)
-                .stderr(log_err)
-                .process_group(0);
-            RunAs::apply(run_as, &mut command);
-            let child = command
-                .spawn()
-                .map_err(Error::io(format!("starting {}/postgres", bin.display())))?;
-            let mut server = LocalPostgres { child, port };
-            match wait_ready(&mut server.child, || {
-                isolate::check_postgres_blocking(&server_url(port))
-            }) {
+            let mut server = LocalPostgres {
+                bin: bin.to_owned(),
+                dir: dir.to_owned(),
+                run_as,
+                child: None,
+                port: free_port()?,
+            };
+            match server.resume() {
                 Ok(()) => return Ok(server),
-                Err(reason) => {
-                    server.stop();
-                    last_error = Some(Error::Start {
-                        what: "PostgreSQL",
-                        reason,
-                        log: std::fs::read_to_string(&log_path)
-                            .ok()
-                            .map(|log| tail(&log, 20)),
-                    });
-                }
+                Err(err) => last_error = Some(err),
             }
         }
         Err(last_error.expect("at least one attempt was made"))
     }
 
-    fn url(&self) -> String {
+    /// Starts the server (again) on its port, with the data it had.
+    pub(crate) fn resume(&mut self) -> Result<(), Error> {
+        if self.child.is_some() {
+            return Ok(());
+        }
+        let log_path = self.dir.join("postgres.log");
+        // Appended to: a restart's log follows the first start's.
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(Error::io(format!("opening {}", log_path.display())))?;
+        let log_err = log
+            .try_clone()
+            .map_err(Error::io("duplicating the log file handle"))?;
+        let mut command = Command::new(self.bin.join("postgres"));
+        command
+            .arg("-D")
+            .arg(self.dir.join("data"))
+            .arg("-k")
+            .arg(&self.dir)
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            // Benchmarking settings: durability is not what we measure, and a throwaway server
+            // has nothing to lose. Connections: tests run many pools side by side.
+            .args([
+                "-c",
+                "fsync=off",
+                "-c",
+                "synchronous_commit=off",
+                "-c",
+                "full_page_writes=off",
+            ])
+            .args(["-c", "max_connections=500", "-c", "shared_buffers=256MB"])
+            // Server-side statement counts for the benchmarks' roundtrips.json
+            // (`RoundTripCounter`); loading the module costs nothing measurable until the
+            // extension is created.
+            .args(["-c", "shared_preload_libraries=pg_stat_statements"])
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .process_group(0);
+        RunAs::apply(self.run_as, &mut command);
+        let mut child = command
+            .spawn()
+            .map_err(Error::io(format!("starting {}/postgres", self.bin.display())))?;
+        let url = self.url();
+        match wait_ready(&mut child, || isolate::check_postgres_blocking(&url)) {
+            Ok(()) => {
+                self.child = Some(child);
+                Ok(())
+            }
+            Err(reason) => {
+                stop_child(&mut child, nix::sys::signal::Signal::SIGQUIT);
+                Err(Error::Start {
+                    what: "PostgreSQL",
+                    reason,
+                    log: std::fs::read_to_string(&log_path)
+                        .ok()
+                        .map(|log| tail(&log, 20)),
+                })
+            }
+        }
+    }
+
+    /// Stops the server; its port refuses connections until [`LocalPostgres::resume`].
+    ///
+    /// SIGINT, PostgreSQL's fast shutdown: open connections are broken, as in an outage, but
+    /// what was committed is written out first. An immediate shutdown (SIGQUIT) would lose the
+    /// last commits: with `synchronous_commit=off` they are acknowledged before the WAL is
+    /// written, and a restart would come back without them.
+    pub(crate) fn pause(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, nix::sys::signal::Signal::SIGINT);
+        }
+    }
+
+    /// Stops the server for good: SIGQUIT, PostgreSQL's immediate shutdown (its data are
+    /// thrown away next).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, nix::sys::signal::Signal::SIGQUIT);
+        }
+    }
+
+    pub(crate) fn url(&self) -> String {
         server_url(self.port)
     }
 
-    fn stop(&mut self) {
-        // SIGQUIT is PostgreSQL's immediate shutdown: nothing here is worth a checkpoint.
-        stop_child(&mut self.child, nix::sys::signal::Signal::SIGQUIT);
+    pub(crate) fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 }
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
-        self.stop();
+        self.kill();
     }
 }
 

@@ -163,7 +163,7 @@ impl Drop for RedisServer {
 
 /// Runs blocking work that may start a runtime of its own on a plain thread, so that callers
 /// inside a tokio runtime can use it.
-fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+pub(crate) fn off_runtime<T: Send>(work: impl FnOnce() -> T + Send) -> T {
     std::thread::scope(|scope| scope.spawn(work).join())
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }

@@ -4,6 +4,7 @@ mod choice;
 mod counter;
 mod isolation;
 mod lifecycle;
+mod postgres_server;
 mod redis_server;
 
 use std::path::Path;
