@@ -26,15 +26,23 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::Semaphore;
 
 use crate::ops::Client;
-use crate::profile::{Load, Profile, Scenario, Stage};
+use crate::profile::{ChaosEvent, Load, Profile, Scenario, Stage};
 use crate::record::{
-    GeneratorStats, Hist, MemorySample, RawBreakingPoint, RawRateStep, RawRecovery, RawRun,
-    Recorder, step_for,
+    CHAOS_BIN, GeneratorStats, Hist, MemorySample, RawBreakingPoint, RawChaos, RawChaosEvent,
+    RawRateStep, RawRecovery, RawRun, Recorder, ServerSample, Timeline, step_for,
 };
 use crate::report;
 
+/// Takes the server's dependencies down and brings them back, for a profile's chaos events:
+/// the set-up that started them implements it (`setup::Environment`).
+pub trait ChaosDriver: Send + Sync {
+    /// Does `event`, blocking until it is done: a stopped dependency's process is gone, a
+    /// started one answers.
+    fn apply(&self, event: &ChaosEvent) -> Result<(), String>;
+}
+
 /// How the generator runs, beyond the profile.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// A request this late is not sent (counted as dropped).
     pub max_lag: Duration,
@@ -49,6 +57,27 @@ pub struct RunOptions {
     /// `HOST:PORT` of the server, for the report.
     pub target: String,
     pub connections: usize,
+    /// `HOST:PORT` of the server's `/metrics`: scraped during an outage run for its cache and
+    /// breaker counters.
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Does the profile's chaos events; a profile with events needs one.
+    pub chaos: Option<Arc<dyn ChaosDriver>>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("max_lag", &self.max_lag)
+            .field("seed", &self.seed)
+            .field("abort_on_fail", &self.abort_on_fail)
+            .field("progress", &self.progress)
+            .field("server_pid", &self.server_pid)
+            .field("target", &self.target)
+            .field("connections", &self.connections)
+            .field("metrics_addr", &self.metrics_addr)
+            .field("chaos", &self.chaos.is_some())
+            .finish()
+    }
 }
 
 /// Ends a run early from outside (Ctrl-C).
@@ -194,11 +223,33 @@ pub async fn run(
         })
     });
 
+    let timeline = (!profile.chaos.is_empty()).then(|| Timeline::new(t0));
     let recorders: Vec<Recorder> = profile
         .scenarios
         .iter()
-        .map(|s| Recorder::new(t0, s.start, s.start + s.load.duration(), step))
+        .map(|s| {
+            let recorder = Recorder::new(t0, s.start, s.start + s.load.duration(), step);
+            match &timeline {
+                Some(timeline) => recorder.with_timeline(timeline.clone()),
+                None => recorder,
+            }
+        })
         .collect();
+    let chaos = timeline.as_ref().map(|_| {
+        let done = Arc::new(std::sync::Mutex::new(Vec::<RawChaosEvent>::new()));
+        let server = Arc::new(std::sync::Mutex::new(Vec::<ServerSample>::new()));
+        let events = tokio::spawn(chaos_events(
+            profile.chaos.events.clone(),
+            options.chaos.clone(),
+            t0,
+            Arc::clone(&done),
+            stop.clone(),
+        ));
+        let scraper = options
+            .metrics_addr
+            .map(|addr| tokio::spawn(scrape_server(addr, t0, Arc::clone(&server), stop.clone())));
+        (events, scraper, done, server)
+    });
     let mut tasks = Vec::new();
     for (index, (scenario, recorder)) in profile.scenarios.iter().zip(&recorders).enumerate() {
         // The scenario's warm-up ends where its measured part starts.
@@ -305,6 +356,28 @@ pub async fn run(
     if let Some(sampler) = sampler {
         sampler.abort();
     }
+    let chaos = match (chaos, timeline) {
+        (Some((events, scraper, done, server)), Some(timeline)) => {
+            // An event still due when the run ends is not done; one under way is waited for
+            // (a dependency must not be left half-started).
+            events.abort();
+            let _ = events.await;
+            if let Some(scraper) = scraper {
+                scraper.abort();
+            }
+            let events = done.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let server = server.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            Some(RawChaos {
+                max_error_rate: profile.chaos.max_error_rate,
+                recovery_ms: u64::try_from(profile.chaos.recovery.as_millis()).unwrap_or(u64::MAX),
+                events,
+                bin_ms: u64::try_from(CHAOS_BIN.as_millis()).unwrap_or(100),
+                bins: timeline.bins(),
+                server,
+            })
+        }
+        _ => None,
+    };
     let cpu_seconds = process_cpu_seconds() - cpu_before;
     let window_ms = if stopped_early.is_some() {
         u64::try_from(end.saturating_duration_since(t0).as_millis()).unwrap_or_default()
@@ -340,7 +413,127 @@ pub async fn run(
             send_lag: Hist(send_lag),
         }],
         stopped_early,
+        chaos,
     }
+}
+
+/// Does each chaos event at its time (from `t0`, the start of the measured window) on a
+/// blocking thread, and records when it was done.
+async fn chaos_events(
+    events: Vec<ChaosEvent>,
+    driver: Option<Arc<dyn ChaosDriver>>,
+    t0: Instant,
+    done: Arc<std::sync::Mutex<Vec<RawChaosEvent>>>,
+    stop: StopHandle,
+) {
+    let ms = |at: Instant| u64::try_from(at.saturating_duration_since(t0).as_millis()).unwrap_or(0);
+    for event in events {
+        tokio::time::sleep_until((t0 + event.at).into()).await;
+        if stop.is_stopped() {
+            return;
+        }
+        let due_ms = u64::try_from(event.at.as_millis()).unwrap_or(u64::MAX);
+        let outcome = match &driver {
+            Some(driver) => {
+                let driver = Arc::clone(driver);
+                // Not cancelled with this task: a start or stop runs to its end.
+                tokio::task::spawn_blocking(move || driver.apply(&event))
+                    .await
+                    .unwrap_or_else(|panic| Err(format!("the driver panicked: {panic}")))
+            }
+            None => Err(
+                "this run cannot stop the server's dependencies: they are not \
+                         its own (chaos needs the services commerce-load starts)"
+                    .to_owned(),
+            ),
+        };
+        let now = Instant::now();
+        if let Err(error) = &outcome {
+            eprintln!("commerce-load: chaos {} failed: {error}", event.action());
+        } else {
+            eprintln!(
+                "commerce-load: chaos {} done at {:.1}s",
+                event.action(),
+                now.saturating_duration_since(t0).as_secs_f64()
+            );
+        }
+        done.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(RawChaosEvent {
+                action: event.action(),
+                due_ms,
+                done_ms: ms(now),
+                error: outcome.err(),
+            });
+    }
+}
+
+/// Scrapes the server's `/metrics` every [`CHAOS_BIN`] for the counters that show its
+/// dependencies in use. A failed scrape (the server busy, its metrics off) leaves a gap.
+async fn scrape_server(
+    addr: std::net::SocketAddr,
+    t0: Instant,
+    samples: Arc<std::sync::Mutex<Vec<ServerSample>>>,
+    stop: StopHandle,
+) {
+    let mut ticks = tokio::time::interval(CHAOS_BIN);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !stop.is_stopped() {
+        ticks.tick().await;
+        let Ok(Ok(text)) = tokio::time::timeout(CHAOS_BIN * 5, scrape(addr)).await else {
+            continue;
+        };
+        let now = Instant::now();
+        let t_ms = if now >= t0 {
+            i64::try_from((now - t0).as_millis()).unwrap_or(i64::MAX)
+        } else {
+            -i64::try_from((t0 - now).as_millis()).unwrap_or(i64::MAX)
+        };
+        samples
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ServerSample {
+                t_ms,
+                cache_hits: metric_value(&text, CART_CACHE_HITS),
+                breaker_open: metric_value(&text, "commerce_db_breaker_open"),
+            });
+    }
+}
+
+/// The series of the cart cache's Redis hits, as the server writes it.
+const CART_CACHE_HITS: &str = r#"commerce_cache_hits_total{cache="cart",tier="redis"}"#;
+
+/// `GET /metrics` over HTTP/1.0. Written out rather than taken from hyper: it is one request
+/// of one shape on the loopback, and hyper's client features would rebuild the hyper that
+/// tonic and axum share for it.
+async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(format!("GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    if !head.starts_with("HTTP/1.") || head.split_whitespace().nth(1) != Some("200") {
+        return Err(std::io::Error::other(format!(
+            "unexpected answer: {}",
+            head.lines().next().unwrap_or_default()
+        )));
+    }
+    Ok(body.to_owned())
+}
+
+/// The value of the sample `series` (a name, with its labels as the exposition writes them) in
+/// Prometheus' text format.
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (metric, value) = line.split_once(' ')?;
+            (metric == series).then(|| value.split_whitespace().next()?.parse().ok())?
+        })
 }
 
 fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScenario {
@@ -658,6 +851,18 @@ fn hostname() -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_sample_is_read_by_its_name_and_labels() {
+        let text = "# HELP commerce_cache_hits_total Cache lookups answered.\n\
+                    # TYPE commerce_cache_hits_total counter\n\
+                    commerce_cache_hits_total{cache=\"cart\",tier=\"redis\"} 1234\n\
+                    commerce_cache_hits_total{cache=\"decision\",tier=\"l1\"} 7\n\
+                    commerce_db_breaker_open 0\n";
+        assert_eq!(metric_value(text, CART_CACHE_HITS), Some(1234.0));
+        assert_eq!(metric_value(text, "commerce_db_breaker_open"), Some(0.0));
+        assert_eq!(metric_value(text, "commerce_cache_hits_total"), None);
+    }
+
     use super::*;
 
     fn count(arrivals: &Arrivals) -> u64 {

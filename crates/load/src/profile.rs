@@ -70,7 +70,20 @@ struct ProfileSpec {
     warmup: Option<Duration>,
     #[serde(default)]
     thresholds: Vec<String>,
+    #[serde(default)]
+    chaos: Option<ChaosSpec>,
     scenarios: Vec<ScenarioSpec>,
+}
+
+/// `chaos = { events = "redis-down@10s,redis-up@20s", max_error_rate = "1%", recovery = "5s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChaosSpec {
+    events: String,
+    #[serde(default)]
+    max_error_rate: Option<String>,
+    #[serde(default, with = "opt_duration")]
+    recovery: Option<Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,6 +393,132 @@ pub struct Profile {
     pub warmup: Duration,
     pub thresholds: Vec<Threshold>,
     pub scenarios: Vec<Scenario>,
+    /// Outages of the server's dependencies during the run (empty: none).
+    pub chaos: Chaos,
+}
+
+/// A dependency of the server that a run may take down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Dependency {
+    Redis,
+    Postgres,
+}
+
+impl Dependency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dependency::Redis => "redis",
+            Dependency::Postgres => "postgres",
+        }
+    }
+}
+
+/// `redis-down@10s`: at 10 s into the measured window, stop Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChaosEvent {
+    /// From the start of the measured window.
+    pub at: Duration,
+    pub dependency: Dependency,
+    /// `true`: start it again; `false`: stop it.
+    pub up: bool,
+}
+
+impl ChaosEvent {
+    /// `redis-down`, `postgres-up`.
+    pub fn action(&self) -> String {
+        format!(
+            "{}-{}",
+            self.dependency.name(),
+            if self.up { "up" } else { "down" }
+        )
+    }
+}
+
+/// The outages of a run and how they are judged.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Chaos {
+    /// In time order; per dependency, downs and ups alternate, starting with a down.
+    pub events: Vec<ChaosEvent>,
+    /// A Redis outage fails the run when more requests than this fail during it (the cart
+    /// cache is an optimisation: the service should not notice). Default 1%.
+    pub max_error_rate: f64,
+    /// After a dependency is back, the service must be whole again within this long: calls
+    /// succeed, and after a Redis outage the cache is used again. Default 5 s.
+    pub recovery: Duration,
+}
+
+/// The seed's criteria: errors < 1% during a Redis outage, recovery < 5 s.
+pub const DEFAULT_OUTAGE_ERROR_RATE: f64 = 0.01;
+pub const DEFAULT_OUTAGE_RECOVERY: Duration = Duration::from_secs(5);
+
+impl Default for Chaos {
+    fn default() -> Self {
+        Chaos {
+            events: Vec::new(),
+            max_error_rate: DEFAULT_OUTAGE_ERROR_RATE,
+            recovery: DEFAULT_OUTAGE_RECOVERY,
+        }
+    }
+}
+
+impl Chaos {
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
+
+    pub fn describe(&self) -> String {
+        self.events
+            .iter()
+            .map(|e| format!("{}@{}", e.action(), humantime::format_duration(e.at)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Parses `redis-down@10s,redis-up@20s,postgres-down@30s,postgres-up@40s`: each dependency is
+/// taken down before it is brought up, at most once at a time.
+pub fn parse_chaos(text: &str) -> Result<Vec<ChaosEvent>, String> {
+    let mut events = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (action, at) = part.split_once('@').ok_or_else(|| {
+            format!("`{part}`: expected ACTION@TIME, e.g. redis-down@10s or postgres-up@20s")
+        })?;
+        let (dependency, up) = match action.trim() {
+            "redis-down" => (Dependency::Redis, false),
+            "redis-up" => (Dependency::Redis, true),
+            "postgres-down" | "postgresql-down" => (Dependency::Postgres, false),
+            "postgres-up" | "postgresql-up" => (Dependency::Postgres, true),
+            other => {
+                return Err(format!(
+                    "`{other}`: the actions are redis-down, redis-up, postgres-down and \
+                     postgres-up"
+                ));
+            }
+        };
+        let at = humantime::parse_duration(at.trim())
+            .map_err(|error| format!("`{part}`: `{at}` is not a time such as 10s ({error})"))?;
+        events.push(ChaosEvent { at, dependency, up });
+    }
+    if events.is_empty() {
+        return Err("no events: expected e.g. redis-down@10s,redis-up@20s".to_owned());
+    }
+    events.sort_by_key(|e| e.at);
+    for dependency in [Dependency::Redis, Dependency::Postgres] {
+        let mut down = false;
+        for event in events.iter().filter(|e| e.dependency == dependency) {
+            if event.up != down {
+                return Err(format!(
+                    "{} at {}: {} is {} then",
+                    event.action(),
+                    humantime::format_duration(event.at),
+                    dependency.name(),
+                    if down { "already down" } else { "not down" }
+                ));
+            }
+            down = !event.up;
+        }
+    }
+    Ok(events)
 }
 
 impl Profile {
@@ -407,6 +546,8 @@ pub struct Overrides {
     /// Peak arrival rate of each open-model scenario (every level scaled to it).
     pub rate: Option<f64>,
     pub warmup: Option<Duration>,
+    /// Outages instead of the profile's own (`--chaos`).
+    pub chaos: Option<Vec<ChaosEvent>>,
 }
 
 /// The longest scenario (and the latest start) a profile may have.
@@ -546,14 +687,57 @@ impl Profiles {
                 humantime::format_duration(MAX_WARMUP)
             )));
         }
+        let chaos = chaos_from(name, spec.chaos.as_ref(), overrides)?;
+        let window = scenarios
+            .iter()
+            .map(|s| s.start + s.load.duration())
+            .max()
+            .unwrap_or_default();
+        if let Some(late) = chaos.events.iter().find(|e| e.at >= window) {
+            return Err(ProfileError::Override(format!(
+                "chaos event {}@{} is not within the run (it lasts {} after the warm-up)",
+                late.action(),
+                humantime::format_duration(late.at),
+                humantime::format_duration(window)
+            )));
+        }
         Ok(Profile {
             name: name.to_owned(),
             description: spec.description.clone(),
             warmup,
             thresholds,
             scenarios,
+            chaos,
         })
     }
+}
+
+fn chaos_from(
+    profile: &str,
+    spec: Option<&ChaosSpec>,
+    overrides: &Overrides,
+) -> Result<Chaos, ProfileError> {
+    let invalid = |reason: String| ProfileError::Invalid {
+        profile: profile.to_owned(),
+        scenario: "-".to_owned(),
+        reason: format!("chaos: {reason}"),
+    };
+    let mut chaos = Chaos::default();
+    if let Some(spec) = spec {
+        chaos.events = parse_chaos(&spec.events).map_err(invalid)?;
+        if let Some(text) = &spec.max_error_rate {
+            let threshold = Threshold::parse(&format!("error_rate < {text}"))
+                .map_err(|error| invalid(format!("max_error_rate: {error}")))?;
+            chaos.max_error_rate = threshold.limit;
+        }
+        if let Some(recovery) = spec.recovery {
+            chaos.recovery = recovery;
+        }
+    }
+    if let Some(events) = &overrides.chaos {
+        chaos.events = events.clone();
+    }
+    Ok(chaos)
 }
 
 fn parse_thresholds(profile: &str, texts: &[String]) -> Result<Vec<Threshold>, ProfileError> {
@@ -899,6 +1083,29 @@ mix = { get_cart = 1 }
     }
 
     #[test]
+    fn chaos_events_are_checked() {
+        let events =
+            parse_chaos("redis-up@20s, redis-down@10s,postgres-down@5s,postgres-up@30s").unwrap();
+        let actions: Vec<String> = events.iter().map(ChaosEvent::action).collect();
+        assert_eq!(
+            actions,
+            ["postgres-down", "redis-down", "redis-up", "postgres-up"],
+            "sorted by time"
+        );
+        for (text, expected) in [
+            ("", "no events"),
+            ("redis-down", "expected ACTION@TIME"),
+            ("mysql-down@1s", "the actions are"),
+            ("redis-down@soon", "is not a time"),
+            ("redis-up@1s", "redis is not down then"),
+            ("redis-down@1s,redis-down@2s", "redis is already down then"),
+        ] {
+            let error = parse_chaos(text).unwrap_err();
+            assert!(error.contains(expected), "{text}: {error}");
+        }
+    }
+
+    #[test]
     fn overrides_scale_the_profile() {
         let profiles = Profiles::parse("test", FILE).unwrap();
         let overrides = Overrides {
@@ -906,6 +1113,7 @@ mix = { get_cart = 1 }
             duration: Some(Duration::from_secs(4)),
             rate: Some(50.0),
             warmup: Some(Duration::ZERO),
+            ..Overrides::default()
         };
         let profile = profiles.get("one", &overrides).unwrap();
         assert_eq!(profile.scenarios.len(), 1);

@@ -82,6 +82,115 @@ pub struct RawRun {
     pub generators: Vec<GeneratorStats>,
     /// Set when Ctrl-C or `--abort-on-fail` ended the run early: why.
     pub stopped_early: Option<String>,
+    /// The outages of the run, when it had any (`--chaos`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chaos: Option<RawChaos>,
+}
+
+/// What happened around the outages of a run: the events as done, the outcome of every request
+/// by the time it was due in bins of [`CHAOS_BIN`], and the server's own counters.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawChaos {
+    /// `profile::Chaos`'s criteria.
+    pub max_error_rate: f64,
+    pub recovery_ms: u64,
+    pub events: Vec<RawChaosEvent>,
+    /// Width of a bin, in ms.
+    pub bin_ms: u64,
+    /// Bin `i` holds the requests due in `[i * bin_ms, (i + 1) * bin_ms)` of the measured
+    /// window, all scenarios together.
+    pub bins: Vec<RawChaosBin>,
+    /// The server's counters, scraped from its `/metrics` every [`CHAOS_BIN`] (empty when the
+    /// run does not know its metrics address).
+    pub server: Vec<ServerSample>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawChaosEvent {
+    /// `redis-down`, `postgres-up`.
+    pub action: String,
+    /// When it was due and when it was done (a stop has returned: the process is gone; a
+    /// start has returned: the server answers), from the start of the measured window, ms.
+    pub due_ms: u64,
+    pub done_ms: u64,
+    /// Why it could not be done, if it could not.
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RawChaosBin {
+    pub ok: u64,
+    /// Failed requests by gRPC code name.
+    pub failed: BTreeMap<String, u64>,
+}
+
+impl RawChaosBin {
+    pub fn failed_total(&self) -> u64 {
+        self.failed.values().sum()
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSample {
+    /// From the start of the measured window, ms.
+    pub t_ms: i64,
+    /// `commerce_cache_hits_total{cache="cart",tier="redis"}`: carts served from Redis so far.
+    pub cache_hits: Option<f64>,
+    /// `commerce_db_breaker_open`: 1 while the server refuses database calls at once.
+    pub breaker_open: Option<f64>,
+}
+
+/// The resolution of the outage timeline.
+pub const CHAOS_BIN: Duration = Duration::from_millis(100);
+
+/// The outcomes of a run's requests by due time, shared by its scenarios' recorders.
+#[derive(Clone)]
+pub struct Timeline {
+    inner: Arc<Mutex<(Instant, Vec<RawChaosBin>)>>,
+}
+
+impl Timeline {
+    /// A timeline of the measured window starting at `t0`.
+    pub fn new(t0: Instant) -> Timeline {
+        Timeline {
+            inner: Arc::new(Mutex::new((t0, Vec::new()))),
+        }
+    }
+
+    fn record(&self, due: Instant, outcome: &Outcome) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (t0, bins) = &mut *guard;
+        let Some(since) = due.checked_duration_since(*t0) else {
+            return;
+        };
+        let Ok(index) = usize::try_from(since.as_millis() / CHAOS_BIN.as_millis()) else {
+            return;
+        };
+        // A day of bins at most: a longer run's outages are charted from its start.
+        if index >= 864_000 {
+            return;
+        }
+        if bins.len() <= index {
+            bins.resize_with(index + 1, RawChaosBin::default);
+        }
+        let bin = &mut bins[index];
+        match outcome {
+            Ok(_) => bin.ok += 1,
+            Err(_) => *bin.failed.entry(code_name(outcome).to_owned()).or_default() += 1,
+        }
+    }
+
+    pub fn bins(&self) -> Vec<RawChaosBin> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .1
+            .clone()
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -213,6 +322,7 @@ pub struct GeneratorStats {
 #[derive(Clone)]
 pub struct Recorder {
     inner: Arc<Mutex<Live>>,
+    timeline: Option<Timeline>,
 }
 
 struct Live {
@@ -266,7 +376,14 @@ impl Recorder {
                 in_flight: 0,
                 sent_total: 0,
             })),
+            timeline: None,
         }
+    }
+
+    /// Also records every measured request's outcome in `timeline`.
+    pub fn with_timeline(mut self, timeline: Timeline) -> Recorder {
+        self.timeline = Some(timeline);
+        self
     }
 
     fn lock(&self) -> MutexGuard<'_, Live> {
@@ -359,6 +476,10 @@ impl Recorder {
         }
         if let Some(step) = live.step_mut(done) {
             step.completed += 1;
+        }
+        drop(live);
+        if let Some(timeline) = &self.timeline {
+            timeline.record(due, outcome);
         }
     }
 

@@ -9,7 +9,9 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::profile::Profile;
-use crate::record::{MemorySample, RawRun, RawScenario, latency_histogram, step_histogram};
+use crate::record::{
+    MemorySample, RawChaos, RawChaosBin, RawRun, RawScenario, latency_histogram, step_histogram,
+};
 use crate::threshold::{Metric, Threshold, format_metric_value, format_seconds};
 
 /// The JSON report. Durations are in nanoseconds, as in ghz's JSON output.
@@ -34,6 +36,9 @@ pub struct Report {
     /// The trend of the server's memory over the measured window (`None`: fewer than
     /// [`TREND_MIN_SAMPLES`] samples, e.g. a run against `--target`).
     pub memory_trend: Option<MemoryTrend>,
+    /// The outages of the run (`--chaos`), each with its error rate, codes and recovery.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outages: Vec<OutageReport>,
     pub generators: Vec<GeneratorReport>,
     pub warnings: Vec<String>,
     pub stopped_early: Option<String>,
@@ -210,6 +215,219 @@ pub fn breaking_point(scenario: &RawScenario) -> Option<BreakingPointReport> {
         broke: first_failed.is_some(),
         steps,
     })
+}
+
+/// One outage of a dependency: what the requests saw while it was down, and how long after it
+/// came back the service was whole again.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct OutageReport {
+    /// `redis` or `postgres`.
+    pub dependency: String,
+    /// When it was taken down (the stop was due) and when it was back (the start had returned:
+    /// it answered), from the start of the measured window, s. `None`: not back by the end.
+    pub down_seconds: f64,
+    pub up_seconds: Option<f64>,
+    /// Requests due while it was down, and how many of them failed.
+    pub requests: u64,
+    pub failed: u64,
+    pub error_rate: Option<f64>,
+    /// Failed requests by code, from the outage's start until the service was whole again (or
+    /// the end of the run).
+    pub codes: BTreeMap<String, u64>,
+    /// After its return: until the first second in which no request failed, s.
+    pub errors_cleared_seconds: Option<f64>,
+    /// After a Redis outage: until the server's cache hits grew again, s (`None` also when the
+    /// server's metrics were not scraped).
+    pub cache_used_seconds: Option<f64>,
+    /// Until the service was whole again: the later of the above that apply, s.
+    pub recovery_seconds: Option<f64>,
+    /// Chaos events of this outage that could not be done.
+    pub event_errors: Vec<String>,
+}
+
+/// The outages of a run, from its chaos timeline.
+pub fn outages(chaos: &RawChaos) -> Vec<OutageReport> {
+    let bin_ms = chaos.bin_ms.max(1);
+    let bin = |ms: u64| usize::try_from(ms / bin_ms).unwrap_or(usize::MAX);
+    let mut reports = Vec::new();
+    for (i, down) in chaos.events.iter().enumerate() {
+        let Some(dependency) = down.action.strip_suffix("-down") else {
+            continue;
+        };
+        let up = chaos.events[i + 1..]
+            .iter()
+            .find(|e| e.action == format!("{dependency}-up"));
+        let mut event_errors: Vec<String> = [Some(down), up]
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                e.error
+                    .as_ref()
+                    .map(|error| format!("{}: {error}", e.action))
+            })
+            .collect();
+        if up.is_none() {
+            event_errors.push(format!("{dependency} was not brought back during the run"));
+        }
+        let up_ms = up.filter(|e| e.error.is_none()).map(|e| e.done_ms);
+        let first = bin(down.due_ms).min(chaos.bins.len());
+        let outage_end = up_ms
+            .map_or(chaos.bins.len(), |ms| bin(ms + bin_ms - 1))
+            .clamp(first, chaos.bins.len());
+        let during = &chaos.bins[first..outage_end];
+        let failed: u64 = during.iter().map(RawChaosBin::failed_total).sum();
+        let requests: u64 = during.iter().map(|b| b.ok).sum::<u64>() + failed;
+
+        // Calls succeed again: the start of the first second after the return in which every
+        // request succeeded.
+        let window = usize::try_from(1_000 / bin_ms).unwrap_or(10).max(1);
+        let errors_cleared = up_ms.and_then(|up_ms| {
+            let start = bin(up_ms);
+            (start..chaos.bins.len().saturating_sub(window - 1)).find_map(|b| {
+                let bins = &chaos.bins[b..b + window];
+                let clean = bins.iter().all(|x| x.failed_total() == 0);
+                let answered = bins.iter().any(|x| x.ok > 0);
+                (clean && answered).then(|| (b as u64 * bin_ms).saturating_sub(up_ms) as f64 / 1e3)
+            })
+        });
+        // The cache is used again: the first scrape after the return whose hits grew since the
+        // scrape before it (also after the return).
+        let cache_used = if dependency == "redis" {
+            up_ms.and_then(|up_ms| {
+                let up_ms = i64::try_from(up_ms).ok()?;
+                chaos
+                    .server
+                    .windows(2)
+                    .filter(|pair| pair[0].t_ms >= up_ms)
+                    .find(|pair| match (pair[0].cache_hits, pair[1].cache_hits) {
+                        (Some(before), Some(after)) => after > before,
+                        _ => false,
+                    })
+                    .map(|pair| (pair[1].t_ms - up_ms) as f64 / 1e3)
+            })
+        } else {
+            None
+        };
+        let recovery = if dependency == "redis" {
+            errors_cleared
+                .zip(cache_used)
+                .map(|(calls, cache)| calls.max(cache))
+        } else {
+            errors_cleared
+        };
+        let codes_end = match (up_ms, recovery) {
+            (Some(up_ms), Some(seconds)) => bin(up_ms + (seconds * 1e3) as u64 + bin_ms - 1),
+            _ => chaos.bins.len(),
+        }
+        .clamp(first, chaos.bins.len());
+        let mut codes = BTreeMap::new();
+        for b in &chaos.bins[first..codes_end] {
+            for (code, n) in &b.failed {
+                *codes.entry(code.clone()).or_insert(0) += n;
+            }
+        }
+        reports.push(OutageReport {
+            dependency: dependency.to_owned(),
+            down_seconds: down.due_ms as f64 / 1e3,
+            up_seconds: up_ms.map(|ms| ms as f64 / 1e3),
+            requests,
+            failed,
+            error_rate: (requests > 0).then(|| failed as f64 / requests as f64),
+            codes,
+            errors_cleared_seconds: errors_cleared,
+            cache_used_seconds: cache_used,
+            recovery_seconds: recovery,
+            event_errors,
+        });
+    }
+    reports
+}
+
+/// The outages judged by the seed's criteria (`profile::Chaos`): a Redis outage fails no more
+/// than `max_error_rate` of the requests; a PostgreSQL outage fails requests with Unavailable
+/// only; after either, the service is whole again within `recovery_ms`.
+fn outage_outcomes(chaos: &RawChaos, outages: &[OutageReport]) -> Vec<ThresholdOutcome> {
+    let recovery_limit = chaos.recovery_ms as f64 / 1e3;
+    let mut outcomes = Vec::new();
+    for o in outages {
+        let scope = format!("{} outage at {:.0}s", o.dependency, o.down_seconds);
+        for error in &o.event_errors {
+            outcomes.push(ThresholdOutcome {
+                scope: scope.clone(),
+                threshold: "the outage as scheduled".to_owned(),
+                observed: None,
+                observed_text: error.clone(),
+                passed: false,
+            });
+        }
+        if o.dependency == "redis" {
+            outcomes.push(ThresholdOutcome {
+                scope: scope.clone(),
+                threshold: format!(
+                    "error rate while down < {}",
+                    format_metric_value(Metric::ErrorRate, chaos.max_error_rate)
+                ),
+                observed: o.error_rate,
+                observed_text: match o.error_rate {
+                    Some(rate) => format!(
+                        "{} ({} of {})",
+                        format_metric_value(Metric::ErrorRate, rate),
+                        o.failed,
+                        o.requests
+                    ),
+                    None => "no requests while down".to_owned(),
+                },
+                passed: o.error_rate.is_some_and(|rate| rate < chaos.max_error_rate),
+            });
+        } else {
+            let others: u64 = o
+                .codes
+                .iter()
+                .filter(|(code, _)| code.as_str() != "Unavailable")
+                .map(|(_, n)| n)
+                .sum();
+            outcomes.push(ThresholdOutcome {
+                scope: scope.clone(),
+                threshold: "failures are Unavailable only".to_owned(),
+                observed: Some(others as f64),
+                observed_text: if o.codes.is_empty() {
+                    "no request failed".to_owned()
+                } else {
+                    o.codes
+                        .iter()
+                        .map(|(code, n)| format!("{code} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                passed: others == 0,
+            });
+        }
+        let what = if o.dependency == "redis" {
+            "calls succeed and the cache is used"
+        } else {
+            "calls succeed"
+        };
+        outcomes.push(ThresholdOutcome {
+            scope,
+            threshold: format!("{what} again within {recovery_limit:.0}s of its return"),
+            observed: o.recovery_seconds,
+            observed_text: match (o.recovery_seconds, o.up_seconds) {
+                (Some(seconds), _) => format!("after {seconds:.1}s"),
+                (None, None) => "it did not come back".to_owned(),
+                (None, Some(_)) if o.dependency == "redis" && o.cache_used_seconds.is_none() => {
+                    if chaos.server.is_empty() {
+                        "not known: the server's metrics were not scraped".to_owned()
+                    } else {
+                        "the cache was not used again by the end of the run".to_owned()
+                    }
+                }
+                (None, Some(_)) => "calls still failed at the end of the run".to_owned(),
+            },
+            passed: o.recovery_seconds.is_some_and(|s| s <= recovery_limit),
+        });
+    }
+    outcomes
 }
 
 /// How a spike scenario recovered: the time from the end of the spike (the load back down)
@@ -508,6 +726,10 @@ impl Report {
         if let Some(reason) = &raw.stopped_early {
             warnings.push(format!("the run stopped early: {reason}"));
         }
+        let outages = raw.chaos.as_ref().map(outages).unwrap_or_default();
+        if let Some(chaos) = &raw.chaos {
+            thresholds.extend(outage_outcomes(chaos, &outages));
+        }
         let passed = raw.stopped_early.is_none() && thresholds.iter().all(|t| t.passed);
         let memory = raw
             .memory
@@ -530,6 +752,7 @@ impl Report {
             scenarios,
             server_memory: memory,
             memory_trend: overall_trend(&raw),
+            outages,
             generators,
             warnings,
             stopped_early: raw.stopped_early.clone(),
@@ -1041,6 +1264,18 @@ pub fn merge(runs: Vec<RawRun>) -> Result<RawRun, MergeError> {
         }
         merged.memory.extend(run.memory);
         merged.memory.sort_by_key(|m| m.t_ms);
+        // The outages are the one generator's that caused them (it started the server's
+        // dependencies); the other generators' requests are in the totals, not in its timeline.
+        merged.chaos = match (merged.chaos.take(), run.chaos) {
+            (Some(_), Some(_)) => {
+                return Err(MergeError::Incompatible(
+                    "two of the runs took the server's dependencies down: merge runs of one \
+                     outage at a time"
+                        .to_owned(),
+                ));
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
         merged.generators.extend(run.generators);
         merged.stopped_early = merged.stopped_early.or(run.stopped_early);
     }
@@ -1054,6 +1289,19 @@ fn shift(run: &mut RawRun, by_ms: u64) -> Result<(), MergeError> {
     }
     for m in &mut run.memory {
         m.t_ms += i64::try_from(by_ms).unwrap_or(i64::MAX);
+    }
+    if let Some(chaos) = &mut run.chaos {
+        for event in &mut chaos.events {
+            event.due_ms += by_ms;
+            event.done_ms += by_ms;
+        }
+        for sample in &mut chaos.server {
+            sample.t_ms += i64::try_from(by_ms).unwrap_or(i64::MAX);
+        }
+        let bins = usize::try_from(by_ms / chaos.bin_ms.max(1)).unwrap_or(0);
+        chaos
+            .bins
+            .splice(0..0, std::iter::repeat_n(RawChaosBin::default(), bins));
     }
     for scenario in &mut run.scenarios {
         scenario.start_ms += by_ms;

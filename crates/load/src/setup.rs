@@ -13,7 +13,11 @@ use commerce::fixtures::{self, FixtureSpec};
 use commerce::ids::TenantId;
 use uuid::Uuid;
 
+use std::sync::{Arc, Mutex};
+
+use crate::engine::ChaosDriver;
 use crate::ops::{Identities, OrderRef, TenantData};
+use crate::profile::{ChaosEvent, Dependency};
 
 /// How much data to load.
 #[derive(Clone, Debug)]
@@ -63,6 +67,8 @@ pub enum SetupError {
     },
     #[error("commerce-server did not answer health checks within {0:?}; its log: {1}")]
     ServerSilent(Duration, String),
+    #[error("the set-up panicked: {0}")]
+    Panicked(String),
     #[error("cannot write {path}")]
     Write {
         path: String,
@@ -78,10 +84,63 @@ pub struct Environment {
     pub metrics_addr: SocketAddr,
     pub identities: Identities,
     pub server_log: PathBuf,
-    // Dropped after the server: the database and the Redis keys, then the services.
+    // Dropped after the server: the database, then the Redis keys and the services.
     _database: provision::TestDatabase,
-    _namespace: provision::RedisNamespace,
-    services: provision::Services,
+    backends: Backends,
+}
+
+/// Where PostgreSQL and Redis come from.
+enum Backends {
+    /// `provision`'s usual services (environment, containers or local binaries), with a Redis
+    /// key namespace of the run's own.
+    Shared {
+        _namespace: provision::RedisNamespace,
+        services: provision::Services,
+    },
+    /// Servers of the run's own, which it may stop and start (`--chaos`).
+    Own(Arc<Dependencies>),
+}
+
+/// PostgreSQL and Redis servers that belong to one run: its chaos events stop and start them.
+pub struct Dependencies {
+    postgres: Mutex<provision::PostgresServer>,
+    redis: Mutex<provision::RedisServer>,
+}
+
+impl Dependencies {
+    /// Servers the caller launched (`provision::PostgresServer::launch`,
+    /// `provision::RedisServer::launch`).
+    pub fn new(postgres: provision::PostgresServer, redis: provision::RedisServer) -> Dependencies {
+        Dependencies {
+            postgres: Mutex::new(postgres),
+            redis: Mutex::new(redis),
+        }
+    }
+
+    pub fn postgres_url(&self) -> String {
+        lock(&self.postgres).url().to_owned()
+    }
+
+    pub fn redis_url(&self) -> String {
+        lock(&self.redis).url().to_owned()
+    }
+}
+
+impl ChaosDriver for Dependencies {
+    fn apply(&self, event: &ChaosEvent) -> Result<(), String> {
+        let outcome = match (event.dependency, event.up) {
+            (Dependency::Redis, false) => lock(&self.redis).stop(),
+            (Dependency::Redis, true) => lock(&self.redis).start(),
+            (Dependency::Postgres, false) => lock(&self.postgres).stop(),
+            (Dependency::Postgres, true) => lock(&self.postgres).start(),
+        };
+        // The whole chain, as the binary prints errors.
+        outcome.map_err(|error| format!("{:#}", anyhow::Error::new(error)))
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The tenant ids of a data set: fixed, so that runs and `serve` sessions are reproducible.
@@ -92,29 +151,68 @@ fn tenant_id(index: usize) -> TenantId {
 }
 
 impl Environment {
-    /// Starts everything; `log_dir` receives the server's log.
+    /// Starts everything; `log_dir` receives the server's log. With `own_services`, PostgreSQL
+    /// and Redis are servers of the run's own (see [`Environment::chaos_driver`]) rather than
+    /// `provision`'s usual ones.
     pub async fn start(
         server_bin: &Path,
         data: &DataSpec,
         log_dir: &Path,
+        own_services: bool,
         progress: impl Fn(&str),
     ) -> Result<Environment, SetupError> {
-        progress("starting PostgreSQL and Redis (provision)");
-        let services = provision::Services::start().map_err(SetupError::Services)?;
-        let database = services
-            .database(&commerce::MIGRATOR)
-            .await
-            .map_err(SetupError::Services)?;
-        let namespace = services.redis_namespace();
-        let cart_prefix = format!("{}cart:", namespace.prefix());
-        let decision_prefix = format!("{}authz:", namespace.prefix());
+        let (backends, database, prefix) = if own_services {
+            progress("starting PostgreSQL and Redis of this run's own, to stop and start them");
+            let postgres = tokio::task::spawn_blocking(provision::PostgresServer::launch);
+            let redis = tokio::task::spawn_blocking(provision::RedisServer::launch);
+            let postgres = postgres
+                .await
+                .map_err(|panic| SetupError::Panicked(panic.to_string()))?
+                .map_err(SetupError::Services)?;
+            let redis = redis
+                .await
+                .map_err(|panic| SetupError::Panicked(panic.to_string()))?
+                .map_err(SetupError::Services)?;
+            let database = postgres
+                .database(&commerce::MIGRATOR)
+                .await
+                .map_err(SetupError::Services)?;
+            let dependencies = Dependencies::new(postgres, redis);
+            (
+                Backends::Own(Arc::new(dependencies)),
+                database,
+                "load:".to_owned(),
+            )
+        } else {
+            progress("starting PostgreSQL and Redis (provision)");
+            let services = provision::Services::start().map_err(SetupError::Services)?;
+            let database = services
+                .database(&commerce::MIGRATOR)
+                .await
+                .map_err(SetupError::Services)?;
+            let namespace = services.redis_namespace();
+            let prefix = namespace.prefix().to_owned();
+            (
+                Backends::Shared {
+                    _namespace: namespace,
+                    services,
+                },
+                database,
+                prefix,
+            )
+        };
+        let redis_url = match &backends {
+            Backends::Shared { services, .. } => services.redis_url().to_owned(),
+            Backends::Own(own) => lock(&own.redis).url().to_owned(),
+        };
+        let cart_prefix = format!("{prefix}cart:");
+        let decision_prefix = format!("{prefix}authz:");
 
         progress(&format!(
             "loading {} tenants × ({} products, {} users with a cart, {} orders each)",
             data.tenants, data.products, data.users_per_tenant, data.orders_per_user
         ));
-        let identities =
-            load_data(database.url(), services.redis_url(), &cart_prefix, data).await?;
+        let identities = load_data(database.url(), &redis_url, &cart_prefix, data).await?;
 
         std::fs::create_dir_all(log_dir).map_err(|source| SetupError::Write {
             path: log_dir.display().to_string(),
@@ -137,7 +235,7 @@ impl Environment {
             .args(["--listen", &addr.to_string()])
             .args(["--metrics-addr", &metrics_addr.to_string()])
             .args(["--database-url", database.url()])
-            .args(["--redis-url", services.redis_url()])
+            .args(["--redis-url", &redis_url])
             .args(["--redis-prefix", &cart_prefix])
             .args(["--decision-cache-prefix", &decision_prefix])
             // Per-call logs would cost the server more than some calls do.
@@ -160,8 +258,7 @@ impl Environment {
             identities,
             server_log,
             _database: database,
-            _namespace: namespace,
-            services,
+            backends,
         };
         environment
             .wait_until_serving(Duration::from_secs(30))
@@ -174,7 +271,18 @@ impl Environment {
     }
 
     pub fn provider(&self) -> String {
-        self.services.provider().to_string()
+        match &self.backends {
+            Backends::Shared { services, .. } => services.provider().to_string(),
+            Backends::Own(_) => "servers of this run's own".to_owned(),
+        }
+    }
+
+    /// What stops and starts PostgreSQL and Redis: only for servers of the run's own.
+    pub fn chaos_driver(&self) -> Option<Arc<dyn ChaosDriver>> {
+        match &self.backends {
+            Backends::Own(own) => Some(Arc::clone(own) as Arc<dyn ChaosDriver>),
+            Backends::Shared { .. } => None,
+        }
     }
 
     async fn wait_until_serving(&mut self, limit: Duration) -> Result<(), SetupError> {

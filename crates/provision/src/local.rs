@@ -343,9 +343,10 @@ impl LocalPostgres {
             .stderr(log_err)
             .process_group(0);
         RunAs::apply(self.run_as, &mut command);
-        let mut child = command
-            .spawn()
-            .map_err(Error::io(format!("starting {}/postgres", self.bin.display())))?;
+        let mut child = command.spawn().map_err(Error::io(format!(
+            "starting {}/postgres",
+            self.bin.display()
+        )))?;
         let url = self.url();
         match wait_ready(&mut child, || isolate::check_postgres_blocking(&url)) {
             Ok(()) => {

@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Parser, Subcommand};
 use load::engine::{self, RunOptions, StopHandle};
 use load::ops::{Client, Identities};
-use load::profile::{Overrides, Profiles};
+use load::profile::{ChaosEvent, Overrides, Profiles};
 use load::report::{self, Report};
 use load::setup::{self, DataSpec, Environment};
 use load::{EXIT_ERROR, EXIT_FAIL, EXIT_PASS};
@@ -72,6 +72,11 @@ struct RunArgs {
     /// the scenario is scaled by the same factor.
     #[arg(long)]
     rate: Option<f64>,
+    /// Outages during the run, from the end of the warm-up: e.g.
+    /// `redis-down@10s,redis-up@20s` or `postgres-down@10s,postgres-up@20s` (replaces the
+    /// profile's own). The run then starts PostgreSQL and Redis of its own; not with --target.
+    #[arg(long, value_parser = parse_chaos, conflicts_with = "target")]
+    chaos: Option<ChaosEvents>,
     /// Warm-up before each scenario, not in the results (default: the profile's, else 5s).
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
@@ -154,6 +159,14 @@ struct MergeArgs {
     /// Where to write the merged HTML report.
     #[arg(long, default_value = "target/load/merged.html")]
     html: PathBuf,
+}
+
+/// The events of `--chaos` (a type of their own: clap would read a `Vec` as repeated flags).
+#[derive(Clone, Debug)]
+struct ChaosEvents(Vec<ChaosEvent>);
+
+fn parse_chaos(text: &str) -> Result<ChaosEvents, String> {
+    load::profile::parse_chaos(text).map(ChaosEvents)
 }
 
 /// A duration above 0 and at most an hour.
@@ -263,8 +276,9 @@ fn server_bin(args: &ServerArgs) -> anyhow::Result<PathBuf> {
     Ok(me.with_file_name("commerce-server"))
 }
 
-/// Starts the environment, or gives up on Ctrl-C.
-async fn start_environment(args: &ServerArgs) -> anyhow::Result<Environment> {
+/// Starts the environment (with PostgreSQL and Redis of its own for `own_services`), or gives
+/// up on Ctrl-C.
+async fn start_environment(args: &ServerArgs, own_services: bool) -> anyhow::Result<Environment> {
     let binary = server_bin(args)?;
     if !binary.exists() {
         bail!(
@@ -274,7 +288,7 @@ async fn start_environment(args: &ServerArgs) -> anyhow::Result<Environment> {
     }
     let spec = data_spec(args);
     tokio::select! {
-        environment = Environment::start(&binary, &spec, &args.out_dir, |step| eprintln!("commerce-load: {step}")) => {
+        environment = Environment::start(&binary, &spec, &args.out_dir, own_services, |step| eprintln!("commerce-load: {step}")) => {
             Ok(environment?)
         }
         signal = interrupted() => bail!("interrupted during the set-up ({signal})"),
@@ -291,6 +305,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         duration: args.duration,
         rate: args.rate,
         warmup: args.warmup,
+        chaos: args.chaos.clone().map(|c| c.0),
     };
     let profile = profiles.get(name, &overrides)?;
     let json_path = args
@@ -305,10 +320,17 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     create_parents(&[&json_path, &html_path])?;
 
     let mut environment = None;
+    if args.target.is_some() && !profile.chaos.is_empty() {
+        bail!(
+            "profile {name} takes the server's dependencies down ({}), which needs the \
+             PostgreSQL and Redis commerce-load starts: it cannot run with --target",
+            profile.chaos.describe()
+        );
+    }
     let (target, identities, server_pid) = match (&args.target, &args.identities) {
         (Some(target), Some(path)) => (target.clone(), Identities::read(path)?, None),
         _ => {
-            let env = start_environment(&args.server).await?;
+            let env = start_environment(&args.server, !profile.chaos.is_empty()).await?;
             eprintln!(
                 "commerce-load: commerce-server (pid {}) serving on {}, PostgreSQL and Redis from {}",
                 env.server_pid().unwrap_or_default(),
@@ -340,6 +362,12 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         humantime::format_duration(profile.warmup),
         humantime::format_duration(profile.duration())
     );
+    if !profile.chaos.is_empty() {
+        eprintln!(
+            "commerce-load: outages (from the end of the warm-up): {}",
+            profile.chaos.describe()
+        );
+    }
     let stop = StopHandle::default();
     let interrupt = {
         let stop = stop.clone();
@@ -357,6 +385,8 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         server_pid,
         target: target.clone(),
         connections: usize::from(args.connections),
+        metrics_addr: environment.as_ref().map(|env| env.metrics_addr),
+        chaos: environment.as_ref().and_then(Environment::chaos_driver),
     };
     let raw = engine::run(&profile, &client, &options, &stop).await;
     interrupt.abort();
@@ -416,7 +446,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<u8> {
-    let environment = start_environment(&args.server).await?;
+    let environment = start_environment(&args.server, false).await?;
     let identities_path = args.server.out_dir.join("identities.json");
     setup::write_identities(&identities_path, &environment.identities)?;
     let tenant = &environment.identities.tenants[0];

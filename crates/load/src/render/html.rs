@@ -334,6 +334,159 @@ fn recovery_section(i: usize, s: &ScenarioReport, recovery: &RecoveryReport) -> 
     html
 }
 
+/// The outages: per outage what the requests saw and the recovery, with their outcomes, and a
+/// chart of the requests failed and answered per bin with each outage shaded, the returns and
+/// recoveries marked, and the server's cache hits per second.
+fn outages_section(report: &Report, chaos: &crate::record::RawChaos) -> String {
+    let mut html = String::from("<h2>Outages</h2>");
+    let seconds = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.1}s"));
+    html.push_str(
+        "<table><tr><th>dependency</th><th>down</th><th>back</th><th>requests while down</th>\
+         <th>failed</th><th>failures by code</th><th>calls succeed after</th>\
+         <th>cache used after</th><th>whole again after</th></tr>",
+    );
+    for o in &report.outages {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{:.1}s</td><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&o.dependency),
+            o.down_seconds,
+            seconds(o.up_seconds),
+            o.requests,
+            o.failed,
+            o.error_rate
+                .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0)),
+            escape(
+                &o.codes
+                    .iter()
+                    .map(|(code, n)| format!("{code} {n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            seconds(o.errors_cleared_seconds),
+            if o.dependency == "redis" {
+                seconds(o.cache_used_seconds)
+            } else {
+                "n/a".to_owned()
+            },
+            seconds(o.recovery_seconds)
+        );
+    }
+    html.push_str("</table>");
+    let rows: Vec<_> = report
+        .thresholds
+        .iter()
+        .filter(|t| t.scope.contains(" outage at "))
+        .collect();
+    if !rows.is_empty() {
+        html.push_str(
+            "<table><tr><th>outage</th><th>criterion</th><th>observed</th><th>result</th></tr>",
+        );
+        for t in rows {
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
+                escape(&t.scope),
+                escape(&t.threshold),
+                escape(&t.observed_text),
+                verdict_cell(t.passed)
+            );
+        }
+        html.push_str("</table>");
+    }
+    let bin = chaos.bin_ms.max(1) as f64 / 1e3;
+    let rate = |n: u64| Some(n as f64 / bin);
+    let answered: Vec<_> = chaos
+        .bins
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i as f64 * bin, rate(b.ok)))
+        .collect();
+    let failed: Vec<_> = chaos
+        .bins
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (i as f64 * bin, rate(b.failed_total())))
+        .collect();
+    let hits: Vec<_> = chaos
+        .server
+        .windows(2)
+        .filter_map(|pair| {
+            let dt = (pair[1].t_ms - pair[0].t_ms) as f64 / 1e3;
+            let (a, b) = (pair[0].cache_hits?, pair[1].cache_hits?);
+            (dt > 0.0 && pair[1].t_ms >= 0).then(|| (pair[1].t_ms as f64 / 1e3, Some((b - a) / dt)))
+        })
+        .collect();
+    let mut guides = Vec::new();
+    for o in &report.outages {
+        let end = o.up_seconds.unwrap_or(chaos.bins.len() as f64 * bin);
+        guides.push(Guide::Span(
+            format!("{} down", o.dependency),
+            o.down_seconds,
+            end,
+        ));
+        if let (Some(up), Some(recovery)) = (o.up_seconds, o.recovery_seconds) {
+            guides.push(Guide::Mark("whole again".to_owned(), up + recovery));
+        }
+    }
+    let mut lines = vec![
+        Line {
+            name: "answered/s",
+            colour: "#2f9e44",
+            points: answered,
+        },
+        Line {
+            name: "failed/s",
+            colour: "#e03131",
+            points: failed,
+        },
+    ];
+    if !hits.is_empty() {
+        lines.push(Line {
+            name: "cache hits/s (server)",
+            colour: "#1971c2",
+            points: hits,
+        });
+    }
+    html.push_str(&chart(
+        "chart-outages",
+        "Requests around the outages (by due time, 100 ms bins)",
+        "/s",
+        &lines,
+        &guides,
+    ));
+    // The latency of all requests over the same time, per second.
+    html.push_str(&chart(
+        "chart-outage-latency",
+        "Latency around the outages",
+        "ms",
+        &[
+            Line {
+                name: "p95",
+                colour: "#e8590c",
+                points: report.series.iter().map(|p| (p.t, p.p95_ms)).collect(),
+            },
+            Line {
+                name: "p50",
+                colour: "#1971c2",
+                points: report.series.iter().map(|p| (p.t, p.p50_ms)).collect(),
+            },
+        ],
+        &report
+            .outages
+            .iter()
+            .map(|o| {
+                Guide::Span(
+                    format!("{} down", o.dependency),
+                    o.down_seconds,
+                    o.up_seconds.unwrap_or(report.summary.total as f64 / 1e9),
+                )
+            })
+            .collect::<Vec<_>>(),
+    ));
+    html
+}
+
 /// A stress scenario's steps: a table, and its latency with each step shaded and marked
 /// sustained or not.
 fn breaking_point_section(i: usize, s: &ScenarioReport, b: &BreakingPointReport) -> String {
@@ -624,6 +777,10 @@ pub fn render(report: &Report) -> String {
                 trend.second_half_mean_bytes / 1_048_576.0
             );
         }
+    }
+
+    if let Some(chaos) = &report.raw.chaos {
+        html.push_str(&outages_section(report, chaos));
     }
 
     let header = "<tr><th>requests</th><th>answered</th><th>/s</th><th>avg</th><th>min</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>dropped</th></tr>";

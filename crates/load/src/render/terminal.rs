@@ -194,6 +194,41 @@ pub fn render(report: &Report) -> String {
             }
         }
     }
+    if !report.outages.is_empty() {
+        let _ = writeln!(out, "\n  outages");
+        let seconds = |v: Option<f64>| v.map_or("-".to_owned(), |s| format!("{s:.1}s"));
+        for o in &report.outages {
+            let _ = writeln!(
+                out,
+                "    {:<9} down {:.1}s, back {}: {} of {} requests failed ({}){}; calls succeed {} after{}",
+                o.dependency,
+                o.down_seconds,
+                seconds(o.up_seconds),
+                o.failed,
+                o.requests,
+                o.error_rate
+                    .map_or("-".to_owned(), |r| format!("{:.2}%", r * 100.0)),
+                if o.codes.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        ", codes {}",
+                        o.codes
+                            .iter()
+                            .map(|(code, n)| format!("{code} {n}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )
+                },
+                seconds(o.errors_cleared_seconds),
+                if o.dependency == "redis" {
+                    format!(", cache used {} after", seconds(o.cache_used_seconds))
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
     for g in &report.generators {
         let _ = writeln!(
             out,

@@ -2,6 +2,7 @@
 //! (coordinated omission, merging), against the real server (every operation with real data),
 //! the command line, the HTML report in a headless browser, and the lean gRPC client.
 
+mod chaos;
 mod cli;
 mod double;
 mod grpc;

@@ -36,6 +36,8 @@ pub fn options(target: &str) -> RunOptions {
         server_pid: None,
         target: target.to_owned(),
         connections: 2,
+        metrics_addr: None,
+        chaos: None,
     }
 }
 

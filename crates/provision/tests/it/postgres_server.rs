@@ -27,7 +27,10 @@ async fn stop_and_start_keep_the_url_and_the_data() -> anyhow::Result<()> {
 
     let mut server = tokio::task::spawn_blocking(move || server.stop().map(|()| server)).await??;
     assert!(
-        sqlx::query("SELECT 1").execute(&mut connection).await.is_err(),
+        sqlx::query("SELECT 1")
+            .execute(&mut connection)
+            .await
+            .is_err(),
         "an open connection breaks"
     );
     assert!(
