@@ -77,7 +77,7 @@ pub struct Services {
 #[derive(Debug)]
 enum Running {
     Docker(#[expect(dead_code, reason = "held only for its Drop")] Box<docker::DockerServices>),
-    Local(local::LocalServices),
+    Local(Box<local::LocalServices>),
 }
 
 impl Services {
@@ -283,7 +283,7 @@ fn from_local(config: &Config) -> Result<Started, Error> {
     let (pg, redis) = (services.postgres_url(), services.redis_url());
     Ok((
         Provider::Local,
-        Some(Running::Local(services)),
+        Some(Running::Local(Box::new(services))),
         pg,
         redis,
         detail,
