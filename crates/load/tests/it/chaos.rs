@@ -139,8 +139,7 @@ async fn a_redis_outage_costs_no_errors_and_the_cache_is_used_again() {
         chaos
             .server
             .iter()
-            .filter(|s| s.t_ms <= t_ms)
-            .last()
+            .rfind(|s| s.t_ms <= t_ms)
             .and_then(|s| s.cache_hits)
             .expect("a sample")
     };
