@@ -19,9 +19,12 @@
 //!
 //! The Redis caches have the same idea (`tiered_cache`'s breaker, the cart cache's cool-down),
 //! but there the answer is the fallback (PostgreSQL, L1, the loader); here there is none, so the
-//! point is only to answer quickly and to come back quickly: a call in flight when the database
-//! went away still waits for its timeout, but every call after it is refused in microseconds
-//! while the probe — one connection attempt every [`PROBE_INTERVAL`], each bounded by
+//! point is only to answer quickly and to come back quickly. A call that has waited
+//! [`SUSPECT_AFTER`] for the database may be waiting for one that is gone (the pool retries
+//! connecting until its acquire timeout, seconds): the breaker then checks with a connection of
+//! its own, and if that fails it opens, and the calls waiting end at once with `UNAVAILABLE`
+//! (their statements are dropped; none was committed, since the database is gone). Every call
+//! after it is refused in microseconds while the probe — one connection attempt every [`PROBE_INTERVAL`], each bounded by
 //! [`PROBE_TIMEOUT`] — watches for the database's return. A pool that timed out, or a server
 //! that refused a connection for their number (`53300`), may only be busy: then one connection
 //! of the breaker's own decides, and the breaker opens only if that fails too (a spike of load
@@ -35,6 +38,7 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _, PgPool, Postgres};
+use tokio::sync::Notify;
 
 use crate::Error;
 use crate::metrics::Metrics;
@@ -186,6 +190,10 @@ fn is_stale(error: &sqlx::Error, replay: Replay) -> bool {
     }
 }
 
+/// How long a call waits for the database before the breaker checks that it is still there
+/// (at most one check per this long).
+pub const SUSPECT_AFTER: Duration = Duration::from_millis(250);
+
 /// How often the probe tries the database while the breaker is open.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -206,6 +214,11 @@ struct Inner {
     options: PgConnectOptions,
     trips: AtomicU64,
     rejected: AtomicU64,
+    /// Woken when the breaker opens: the calls waiting for the database end.
+    opened: Notify,
+    /// When the last suspicion check started, in ms from `epoch`.
+    suspected_ms: AtomicU64,
+    epoch: Instant,
 }
 
 /// What the breaker did so far.
@@ -229,6 +242,9 @@ impl Breaker {
                 options: (*pool.connect_options()).clone(),
                 trips: AtomicU64::new(0),
                 rejected: AtomicU64::new(0),
+                opened: Notify::new(),
+                suspected_ms: AtomicU64::new(0),
+                epoch: Instant::now(),
             }),
         }
     }
@@ -243,7 +259,17 @@ impl Breaker {
             self.inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Error::DatabaseDown);
         }
-        let result = operation.await;
+        let result = {
+            let operation = std::pin::pin!(operation);
+            tokio::select! {
+                biased;
+                result = operation => result,
+                () = self.opened_while_waiting() => {
+                    self.inner.rejected.fetch_add(1, Ordering::Relaxed);
+                    return Err(Error::DatabaseDown);
+                }
+            }
+        };
         if let Err(Error::Unavailable(error)) = &result {
             if is_saturation(error) {
                 self.check();
@@ -252,6 +278,33 @@ impl Breaker {
             }
         }
         result
+    }
+
+    /// Resolves if the breaker opens while a call waits: after [`SUSPECT_AFTER`] the database
+    /// is checked (one check per [`SUSPECT_AFTER`] for all the calls waiting), and if it does
+    /// not answer, the breaker opens. Pending for as long as the breaker stays closed.
+    async fn opened_while_waiting(&self) {
+        tokio::time::sleep(SUSPECT_AFTER).await;
+        let opened = self.inner.opened.notified();
+        let mut opened = std::pin::pin!(opened);
+        // Registered before the flag is read: an opening in between is not missed.
+        opened.as_mut().enable();
+        if self.inner.open.load(Ordering::Acquire) {
+            return;
+        }
+        let now = u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.inner.suspected_ms.load(Ordering::Relaxed);
+        let every = u64::try_from(SUSPECT_AFTER.as_millis()).unwrap_or(u64::MAX);
+        if (last == 0 || now.saturating_sub(last) >= every)
+            && self
+                .inner
+                .suspected_ms
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.check();
+        }
+        opened.await;
     }
 
     /// The counters.
@@ -288,6 +341,7 @@ impl Breaker {
             return; // already open: its probe is running
         }
         self.inner.trips.fetch_add(1, Ordering::Relaxed);
+        self.inner.opened.notify_waiters();
         tracing::warn!("PostgreSQL unreachable: refusing calls until it answers again");
         let weak = Arc::downgrade(&self.inner);
         tokio::spawn(probe(weak));
