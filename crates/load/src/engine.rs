@@ -358,8 +358,9 @@ pub async fn run(
     }
     let chaos = match (chaos, timeline) {
         (Some((events, scraper, done, server)), Some(timeline)) => {
-            // An event still due when the run ends is not done; one under way is waited for
-            // (a dependency must not be left half-started).
+            // An event still due when the run ends is not done. One under way finishes on its
+            // blocking thread, which holds the driver: the dependencies are not dropped (and
+            // stopped) until it has.
             events.abort();
             let _ = events.await;
             if let Some(scraper) = scraper {

@@ -237,6 +237,9 @@ pub struct OutageReport {
     pub codes: BTreeMap<String, u64>,
     /// After its return: until the first second in which no request failed, s.
     pub errors_cleared_seconds: Option<f64>,
+    /// Whether the server's cart-cache hits grew before the outage (a mix without GetCart
+    /// does not use the cache: then its use after the outage is not asked for).
+    pub cache_in_use_before: bool,
     /// After a Redis outage: until the server's cache hits grew again, s (`None` also when the
     /// server's metrics were not scraped).
     pub cache_used_seconds: Option<f64>,
@@ -309,7 +312,12 @@ pub fn outages(chaos: &RawChaos) -> Vec<OutageReport> {
         } else {
             None
         };
-        let recovery = if dependency == "redis" {
+        let down_ms = i64::try_from(down.due_ms).unwrap_or(i64::MAX);
+        let cache_in_use_before = chaos.server.windows(2).any(|pair| {
+            pair[1].t_ms <= down_ms
+                && matches!((pair[0].cache_hits, pair[1].cache_hits), (Some(a), Some(b)) if b > a)
+        });
+        let recovery = if cache_asked(dependency, cache_in_use_before, chaos) {
             errors_cleared
                 .zip(cache_used)
                 .map(|(calls, cache)| calls.max(cache))
@@ -336,12 +344,20 @@ pub fn outages(chaos: &RawChaos) -> Vec<OutageReport> {
             error_rate: (requests > 0).then(|| failed as f64 / requests as f64),
             codes,
             errors_cleared_seconds: errors_cleared,
+            cache_in_use_before,
             cache_used_seconds: cache_used,
             recovery_seconds: recovery,
             event_errors,
         });
     }
     reports
+}
+
+/// Whether an outage's recovery includes the cart cache being used again: after a Redis
+/// outage, when the server used the cache before it, or when that is not known (no scrapes of
+/// its metrics: the criterion then fails and says so).
+fn cache_asked(dependency: &str, cache_in_use_before: bool, chaos: &RawChaos) -> bool {
+    dependency == "redis" && (cache_in_use_before || chaos.server.is_empty())
 }
 
 /// The outages judged by the seed's criteria (`profile::Chaos`): a Redis outage fails no more
@@ -403,7 +419,8 @@ fn outage_outcomes(chaos: &RawChaos, outages: &[OutageReport]) -> Vec<ThresholdO
                 passed: others == 0,
             });
         }
-        let what = if o.dependency == "redis" {
+        let cache_asked = cache_asked(&o.dependency, o.cache_in_use_before, chaos);
+        let what = if cache_asked {
             "calls succeed and the cache is used"
         } else {
             "calls succeed"
@@ -415,7 +432,7 @@ fn outage_outcomes(chaos: &RawChaos, outages: &[OutageReport]) -> Vec<ThresholdO
             observed_text: match (o.recovery_seconds, o.up_seconds) {
                 (Some(seconds), _) => format!("after {seconds:.1}s"),
                 (None, None) => "it did not come back".to_owned(),
-                (None, Some(_)) if o.dependency == "redis" && o.cache_used_seconds.is_none() => {
+                (None, Some(_)) if cache_asked && o.cache_used_seconds.is_none() => {
                     if chaos.server.is_empty() {
                         "not known: the server's metrics were not scraped".to_owned()
                     } else {
@@ -1387,6 +1404,133 @@ fn add_hist(into: &mut Histogram<u64>, from: &Histogram<u64>) -> Result<(), Merg
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeline of 100 ms bins over `seconds`: 10 requests a bin, failing with `code` where
+    /// `failing` says so; and the server's cache hits, growing where `hits` says so.
+    fn timeline(
+        seconds: u64,
+        failing: impl Fn(u64) -> Option<&'static str>,
+        hits: impl Fn(u64) -> bool,
+        events: &[(&str, u64, u64)],
+    ) -> RawChaos {
+        let bins = (0..seconds * 10)
+            .map(|i| {
+                let mut bin = RawChaosBin::default();
+                match failing(i * 100) {
+                    Some(code) => {
+                        bin.failed.insert(code.to_owned(), 10);
+                    }
+                    None => bin.ok = 10,
+                }
+                bin
+            })
+            .collect();
+        let mut total = 0.0;
+        let server = (0..seconds * 10)
+            .map(|i| {
+                if hits(i * 100) {
+                    total += 5.0;
+                }
+                crate::record::ServerSample {
+                    t_ms: i as i64 * 100,
+                    cache_hits: Some(total),
+                    breaker_open: Some(0.0),
+                }
+            })
+            .collect();
+        RawChaos {
+            max_error_rate: 0.01,
+            recovery_ms: 5_000,
+            events: events
+                .iter()
+                .map(|&(action, due_ms, done_ms)| crate::record::RawChaosEvent {
+                    action: action.to_owned(),
+                    due_ms,
+                    done_ms,
+                    error: None,
+                })
+                .collect(),
+            bin_ms: 100,
+            bins,
+            server,
+        }
+    }
+
+    #[test]
+    fn an_outage_is_measured_from_the_timeline() {
+        // Redis down 3 s to 7 s: a few failures right after the stop, the cache idle while down
+        // and used again 1.5 s after its return.
+        let chaos = timeline(
+            15,
+            |ms| (3_000..3_200).contains(&ms).then_some("Unavailable"),
+            |ms| !(3_000..8_500).contains(&ms),
+            &[("redis-down", 3_000, 3_050), ("redis-up", 7_000, 7_000)],
+        );
+        let found = outages(&chaos);
+        let o = &found[0];
+        assert_eq!(o.dependency, "redis");
+        assert_eq!((o.down_seconds, o.up_seconds), (3.0, Some(7.0)));
+        assert_eq!((o.requests, o.failed), (400, 20));
+        assert_eq!(o.codes.get("Unavailable"), Some(&20));
+        assert!(o.cache_in_use_before);
+        assert_eq!(o.errors_cleared_seconds, Some(0.0));
+        assert_eq!(o.cache_used_seconds, Some(1.5));
+        assert_eq!(o.recovery_seconds, Some(1.5));
+        let outcomes = outage_outcomes(&chaos, &found);
+        assert!(!outcomes[0].passed, "5% failed while down: {outcomes:?}");
+        assert!(outcomes[1].passed, "{outcomes:?}");
+    }
+
+    #[test]
+    fn calls_succeed_again_at_the_first_second_without_a_failure() {
+        // PostgreSQL down 2 s to 5 s; failures go on until 6.3 s.
+        let chaos = timeline(
+            12,
+            |ms| (2_000..6_300).contains(&ms).then_some("Unavailable"),
+            |_| true,
+            &[
+                ("postgres-down", 2_000, 2_000),
+                ("postgres-up", 5_000, 5_000),
+            ],
+        );
+        let found = outages(&chaos);
+        let o = &found[0];
+        assert_eq!(o.errors_cleared_seconds, Some(1.3));
+        assert_eq!(o.recovery_seconds, Some(1.3), "the cache is not asked for");
+        assert_eq!(o.codes.get("Unavailable"), Some(&430));
+        assert!(outage_outcomes(&chaos, &found).iter().all(|t| t.passed));
+
+        // Another code fails the outage; so does a dependency never brought back.
+        let chaos = timeline(
+            12,
+            |ms| (2_000..3_000).contains(&ms).then_some("Internal"),
+            |_| true,
+            &[("postgres-down", 2_000, 2_000)],
+        );
+        let found = outages(&chaos);
+        assert_eq!(found[0].up_seconds, None);
+        let outcomes = outage_outcomes(&chaos, &found);
+        assert_eq!(
+            outcomes.iter().filter(|t| !t.passed).count(),
+            3,
+            "{outcomes:?}"
+        );
+    }
+
+    #[test]
+    fn the_cache_is_not_asked_for_when_it_was_not_in_use() {
+        // A mix without GetCart: no cache hits at all.
+        let chaos = timeline(
+            10,
+            |_| None,
+            |_| false,
+            &[("redis-down", 2_000, 2_000), ("redis-up", 4_000, 4_000)],
+        );
+        let found = outages(&chaos);
+        assert!(!found[0].cache_in_use_before);
+        assert_eq!(found[0].recovery_seconds, Some(0.0));
+        assert!(outage_outcomes(&chaos, &found).iter().all(|t| t.passed));
+    }
 
     #[test]
     fn dates_are_rfc3339() {
