@@ -20,11 +20,13 @@
 //! The Redis caches have the same idea (`tiered_cache`'s breaker, the cart cache's cool-down),
 //! but there the answer is the fallback (PostgreSQL, L1, the loader); here there is none, so the
 //! point is only to answer quickly and to come back quickly. A call that has waited
-//! [`SUSPECT_AFTER`] for the database may be waiting for one that is gone (the pool retries
-//! connecting until its acquire timeout, seconds): the breaker then checks with a connection of
-//! its own, and if that fails it opens, and the calls waiting end at once with `UNAVAILABLE`
-//! (their statements are dropped; none was committed, since the database is gone). Every call
-//! after it is refused in microseconds while the probe — one connection attempt every [`PROBE_INTERVAL`], each bounded by
+//! [`SUSPECT_AFTER`] for a connection may be waiting for a database that is gone (the pool
+//! retries a refused connection until its acquire timeout, seconds): the breaker then tries a
+//! connection of its own, and if that fails outright (refused, reset; not merely slow, which an
+//! overloaded machine also is) it opens, and the calls still waiting for a connection end with
+//! `UNAVAILABLE` at once. Only the wait for a connection is given up: a statement once sent,
+//! and what a call does after it (the cache's invalidation), always runs to its end. Every call
+//! after that is refused in microseconds while the probe — one connection attempt every [`PROBE_INTERVAL`], each bounded by
 //! [`PROBE_TIMEOUT`] — watches for the database's return. A pool that timed out, or a server
 //! that refused a connection for their number (`53300`), may only be busy: then one connection
 //! of the breaker's own decides, and the breaker opens only if that fails too (a spike of load
@@ -138,13 +140,13 @@ where
     let mut attempt = 1;
     loop {
         let result = match metrics {
-            None => match pool.acquire().await {
+            None => match acquire(pool).await {
                 Ok(connection) => statement(connection).await,
                 Err(error) => Err(error),
             },
             Some(metrics) => {
                 let asked = Instant::now();
-                let acquired = pool.acquire().await;
+                let acquired = acquire(pool).await;
                 let got = Instant::now();
                 metrics.connection_acquired(got - asked);
                 match acquired {
@@ -190,8 +192,8 @@ fn is_stale(error: &sqlx::Error, replay: Replay) -> bool {
     }
 }
 
-/// How long a call waits for the database before the breaker checks that it is still there
-/// (at most one check per this long).
+/// How long a call waits for a connection before the breaker checks that the database is still
+/// there (at most one check per this long).
 pub const SUSPECT_AFTER: Duration = Duration::from_millis(250);
 
 /// How often the probe tries the database while the breaker is open.
@@ -259,17 +261,8 @@ impl Breaker {
             self.inner.rejected.fetch_add(1, Ordering::Relaxed);
             return Err(Error::DatabaseDown);
         }
-        let result = {
-            let operation = std::pin::pin!(operation);
-            tokio::select! {
-                biased;
-                result = operation => result,
-                () = self.opened_while_waiting() => {
-                    self.inner.rejected.fetch_add(1, Ordering::Relaxed);
-                    return Err(Error::DatabaseDown);
-                }
-            }
-        };
+        // The operation's waits for a connection (`acquire`) find the breaker here.
+        let result = GUARDED_BY.scope(self.clone(), operation).await;
         if let Err(Error::Unavailable(error)) = &result {
             if is_saturation(error) {
                 self.check();
@@ -280,9 +273,9 @@ impl Breaker {
         result
     }
 
-    /// Resolves if the breaker opens while a call waits: after [`SUSPECT_AFTER`] the database
-    /// is checked (one check per [`SUSPECT_AFTER`] for all the calls waiting), and if it does
-    /// not answer, the breaker opens. Pending for as long as the breaker stays closed.
+    /// Resolves if the breaker opens while a call waits for a connection: after
+    /// [`SUSPECT_AFTER`] the database is checked (one check per [`SUSPECT_AFTER`] for all the
+    /// calls waiting), and if it refuses, the breaker opens. Pending while it stays closed.
     async fn opened_while_waiting(&self) {
         tokio::time::sleep(SUSPECT_AFTER).await;
         let opened = self.inner.opened.notified();
@@ -302,9 +295,30 @@ impl Breaker {
                 .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            self.check();
+            self.check_suspected();
         }
         opened.await;
+    }
+
+    /// A call has waited long for a connection: one connection attempt of the breaker's own, and
+    /// the breaker opens only if it fails outright. A slow attempt or a full server proves
+    /// nothing (an overloaded machine is slow too): then the calls go on waiting, and the pool's
+    /// own timeout decides as before.
+    fn check_suspected(&self) {
+        if self.inner.checking.swap(true, Ordering::AcqRel) {
+            return; // a check is running
+        }
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let Some(inner) = weak.upgrade() else {
+                return;
+            };
+            let refused = try_once(&inner.options).await == Some(false);
+            inner.checking.store(false, Ordering::Release);
+            if refused {
+                Breaker { inner }.trip();
+            }
+        });
     }
 
     /// The counters.
@@ -366,15 +380,46 @@ async fn probe(weak: Weak<Inner>) {
 /// Whether the database answers a connection of its own within [`PROBE_TIMEOUT`]: it runs a
 /// `SELECT 1`, or refuses the connection for their number (`53300`: it is up, only full).
 async fn answers(options: &PgConnectOptions) -> bool {
+    try_once(options).await == Some(true)
+}
+
+/// One connection of its own and a `SELECT 1`: `Some(true)` it answered (or refused the
+/// connection for their number, `53300`: it is up, only full), `Some(false)` it failed,
+/// `None` no answer within [`PROBE_TIMEOUT`].
+async fn try_once(options: &PgConnectOptions) -> Option<bool> {
     let attempt = async {
         let mut connection = options.connect().await?;
         sqlx::query("SELECT 1").execute(&mut connection).await?;
         connection.close().await
     };
     match tokio::time::timeout(PROBE_TIMEOUT, attempt).await {
-        Ok(Ok(())) => true,
-        Ok(Err(error)) => is_saturation(&error) && !matches!(error, sqlx::Error::PoolTimedOut),
-        Err(_) => false,
+        Ok(Ok(())) => Some(true),
+        Ok(Err(error)) => {
+            Some(is_saturation(&error) && !matches!(error, sqlx::Error::PoolTimedOut))
+        }
+        Err(_) => None,
+    }
+}
+
+tokio::task_local! {
+    /// The breaker whose [`Breaker::guard`] the current operation runs in.
+    static GUARDED_BY: Breaker;
+}
+
+/// A connection of `pool`; inside a [`Breaker::guard`], the wait ends with
+/// `PoolTimedOut` (which callers see as `UNAVAILABLE`) as soon as the breaker opens: no
+/// statement was sent, so nothing is left half done.
+async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+    let Ok(breaker) = GUARDED_BY.try_with(Breaker::clone) else {
+        return pool.acquire().await;
+    };
+    let acquire = std::pin::pin!(pool.acquire());
+    tokio::select! {
+        biased;
+        acquired = acquire => acquired,
+        () = breaker.opened_while_waiting() => {
+            Err(sqlx::Error::PoolTimedOut)
+        }
     }
 }
 

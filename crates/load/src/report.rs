@@ -232,8 +232,7 @@ pub struct OutageReport {
     pub requests: u64,
     pub failed: u64,
     pub error_rate: Option<f64>,
-    /// Failed requests by code, from the outage's start until the service was whole again (or
-    /// the end of the run).
+    /// Failed requests by code, from the outage's start to the end of the run.
     pub codes: BTreeMap<String, u64>,
     /// After its return: until the first second in which no request failed, s.
     pub errors_cleared_seconds: Option<f64>,
@@ -324,13 +323,10 @@ pub fn outages(chaos: &RawChaos) -> Vec<OutageReport> {
         } else {
             errors_cleared
         };
-        let codes_end = match (up_ms, recovery) {
-            (Some(up_ms), Some(seconds)) => bin(up_ms + (seconds * 1e3) as u64 + bin_ms - 1),
-            _ => chaos.bins.len(),
-        }
-        .clamp(first, chaos.bins.len());
+        // Every failure from the outage to the end of the run: a code the outage should not
+        // cause counts even after the first clean second.
         let mut codes = BTreeMap::new();
-        for b in &chaos.bins[first..codes_end] {
+        for b in &chaos.bins[first..] {
             for (code, n) in &b.failed {
                 *codes.entry(code.clone()).or_insert(0) += n;
             }

@@ -13,7 +13,8 @@ use crate::watchdog::{Duties, Watchdog};
 use crate::{Config, Error, TestDatabase, docker, isolate};
 
 /// A PostgreSQL server that belongs to one caller. [`PostgresServer::stop`] makes it
-/// unreachable (an immediate shutdown: connections break, new ones are refused),
+/// unreachable (a fast shutdown: open connections break, what was committed is kept, new
+/// connections are refused),
 /// [`PostgresServer::start`] brings it back on the same URL with its data.
 ///
 /// It runs from the local binaries when they are installed, else as a container on a Docker
@@ -117,7 +118,8 @@ impl PostgresServer {
         }
     }
 
-    /// Stops the server at once: open connections break, new ones are refused until
+    /// Stops the server with a fast shutdown (a container: its stop signal, SIGINT in the
+    /// official image): open connections break, new ones are refused until
     /// [`PostgresServer::start`].
     pub fn stop(&mut self) -> Result<(), Error> {
         match &mut self.inner {
