@@ -305,20 +305,7 @@ impl Breaker {
     /// nothing (an overloaded machine is slow too): then the calls go on waiting, and the pool's
     /// own timeout decides as before.
     fn check_suspected(&self) {
-        if self.inner.checking.swap(true, Ordering::AcqRel) {
-            return; // a check is running
-        }
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(async move {
-            let Some(inner) = weak.upgrade() else {
-                return;
-            };
-            let refused = try_once(&inner.options).await == Some(false);
-            inner.checking.store(false, Ordering::Release);
-            if refused {
-                Breaker { inner }.trip();
-            }
-        });
+        self.check_then(|outcome| outcome == Some(false));
     }
 
     /// The counters.
@@ -334,6 +321,12 @@ impl Breaker {
     /// or an outage? One connection attempt tells, in the background; only an outage opens the
     /// breaker (refusing every call because the pool is busy would turn a spike into an outage).
     fn check(&self) {
+        self.check_then(|outcome| outcome != Some(true));
+    }
+
+    /// One attempt of [`try_once`] in the background (none while another runs); the breaker
+    /// opens when `trips` says so of its outcome.
+    fn check_then(&self, trips: fn(Option<bool>) -> bool) {
         if self.inner.checking.swap(true, Ordering::AcqRel) {
             return; // a check is running
         }
@@ -342,9 +335,9 @@ impl Breaker {
             let Some(inner) = weak.upgrade() else {
                 return;
             };
-            let answers = answers(&inner.options).await;
+            let outcome = try_once(&inner.options).await;
             inner.checking.store(false, Ordering::Release);
-            if !answers {
+            if trips(outcome) {
                 Breaker { inner }.trip();
             }
         });

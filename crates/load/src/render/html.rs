@@ -334,8 +334,8 @@ fn recovery_section(i: usize, s: &ScenarioReport, recovery: &RecoveryReport) -> 
     html
 }
 
-/// The outages: per outage what the requests saw and the recovery, with their outcomes, and a
-/// chart of the requests failed and answered per bin with each outage shaded, the returns and
+/// The outages: per outage what the requests saw and the recovery (their outcomes are in the
+/// thresholds table at the top), and a chart of the requests failed and answered per bin with each outage shaded, the returns and
 /// recoveries marked, and the server's cache hits per second.
 fn outages_section(report: &Report, chaos: &crate::record::RawChaos) -> String {
     let mut html = String::from("<h2>Outages</h2>");
@@ -373,27 +373,6 @@ fn outages_section(report: &Report, chaos: &crate::record::RawChaos) -> String {
         );
     }
     html.push_str("</table>");
-    let rows: Vec<_> = report
-        .thresholds
-        .iter()
-        .filter(|t| t.scope.contains(" outage at "))
-        .collect();
-    if !rows.is_empty() {
-        html.push_str(
-            "<table><tr><th>outage</th><th>criterion</th><th>observed</th><th>result</th></tr>",
-        );
-        for t in rows {
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
-                escape(&t.scope),
-                escape(&t.threshold),
-                escape(&t.observed_text),
-                verdict_cell(t.passed)
-            );
-        }
-        html.push_str("</table>");
-    }
     let bin = chaos.bin_ms.max(1) as f64 / 1e3;
     let rate = |n: u64| Some(n as f64 / bin);
     let answered: Vec<_> = chaos

@@ -62,15 +62,7 @@ async fn run_with_outage(profile_text: &str, name: &str) -> Report {
     let server = tokio::spawn(commerce::server::run(settings, async {
         let _ = stopped.await;
     }));
-    let mut listening = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            listening = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(listening, "the server did not listen");
+    support::wait_listening(addr).await;
 
     let target = addr.to_string();
     let profile = support::profile(profile_text, name);
@@ -94,23 +86,28 @@ fn only_outage(report: &Report) -> &OutageReport {
     &report.outages[0]
 }
 
-const REDIS: &str = r#"
-[profiles.redis]
-description = "reads and writes at 100/s; Redis down from 3 s to 7 s"
+/// Reads and writes at 100/s for 14 s, `dependency` down from 3 s to 7 s.
+fn outage_profile(dependency: &str) -> String {
+    format!(
+        r#"
+[profiles.{dependency}]
+description = "reads and writes at 100/s; {dependency} down from 3 s to 7 s"
 warmup = "2s"
-chaos = { events = "redis-down@3s,redis-up@7s" }
+chaos = {{ events = "{dependency}-down@3s,{dependency}-up@7s" }}
 
-[[profiles.redis.scenarios]]
+[[profiles.{dependency}.scenarios]]
 name = "mix"
 executor = "constant-arrival-rate"
 rate = 100
 duration = "14s"
-mix = { get_cart = 5, list_orders = 1, get_order = 1, add_item = 2, create_order = 1 }
-"#;
+mix = {{ get_cart = 5, list_orders = 1, get_order = 1, add_item = 2, create_order = 1 }}
+"#
+    )
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_outage_costs_no_errors_and_the_cache_is_used_again() {
-    let report = run_with_outage(REDIS, "redis").await;
+    let report = run_with_outage(&outage_profile("redis"), "redis").await;
     let outage = only_outage(&report);
     assert_eq!(outage.dependency, "redis");
     assert!(outage.event_errors.is_empty(), "{:?}", outage.event_errors);
@@ -151,23 +148,9 @@ async fn a_redis_outage_costs_no_errors_and_the_cache_is_used_again() {
     assert!(report.passed, "{:?}", report.thresholds);
 }
 
-const POSTGRES: &str = r#"
-[profiles.postgres]
-description = "reads and writes at 100/s; PostgreSQL down from 3 s to 7 s"
-warmup = "2s"
-chaos = { events = "postgres-down@3s,postgres-up@7s" }
-
-[[profiles.postgres.scenarios]]
-name = "mix"
-executor = "constant-arrival-rate"
-rate = 100
-duration = "14s"
-mix = { get_cart = 5, list_orders = 1, get_order = 1, add_item = 2, create_order = 1 }
-"#;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_outage_fails_calls_with_unavailable_only_and_they_succeed_again() {
-    let report = run_with_outage(POSTGRES, "postgres").await;
+    let report = run_with_outage(&outage_profile("postgres"), "postgres").await;
     let outage = only_outage(&report);
     assert_eq!(outage.dependency, "postgres");
     assert!(outage.event_errors.is_empty(), "{:?}", outage.event_errors);

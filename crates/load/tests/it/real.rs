@@ -74,15 +74,7 @@ async fn every_operation_succeeds_against_the_real_server() {
         let _ = stopped.await;
     }));
     let target = addr.to_string();
-    let mut connected = false;
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(addr).await.is_ok() {
-            connected = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(connected, "the server did not listen");
+    support::wait_listening(addr).await;
 
     let profile = support::profile(PROFILE, "every");
     let raw = support::run(&profile, &target, identities, &support::options(&target)).await;

@@ -58,3 +58,14 @@ pub async fn run(
     .expect("the server is up");
     engine::run(profile, &client, options, &StopHandle::default()).await
 }
+
+/// Waits up to 5 s for something to listen on `addr` (a server started in process).
+pub async fn wait_listening(addr: std::net::SocketAddr) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("nothing listens on {addr} after 5 s");
+}
