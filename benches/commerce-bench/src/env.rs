@@ -104,6 +104,7 @@ impl Counters {
             misses: self.cart.misses.saturating_sub(earlier.cart.misses),
             errors: self.cart.errors.saturating_sub(earlier.cart.errors),
             bypassed: self.cart.bypassed.saturating_sub(earlier.cart.bypassed),
+            late: self.cart.late.saturating_sub(earlier.cart.late),
         };
         Counters {
             cart,
@@ -119,19 +120,22 @@ impl Counters {
     }
 
     /// `Err` naming the counters if either cache had a Redis error, skipped Redis after one
-    /// (cool-down, back-off), or could not decode an entry, or a policy evaluation failed: the
-    /// benchmark then measured a fallback path, not the operation it names.
+    /// (cool-down, back-off), or could not decode an entry, if a cart-cache answer came after
+    /// its timeout, or a policy evaluation failed: the benchmark then measured a fallback path
+    /// or a stall, not the operation it names.
     pub fn healthy(&self) -> anyhow::Result<()> {
         let cart = &self.cart;
         let decisions = &self.decisions;
         anyhow::ensure!(
             cart.errors == 0
                 && cart.bypassed == 0
+                && cart.late == 0
                 && decisions.l2_errors == 0
                 && decisions.l2_skipped == 0
                 && decisions.codec_errors == 0
                 && self.evaluation_failures == 0,
-            "Redis failed or was bypassed during the benchmark, so it measured a fallback path: \
+            "Redis failed, answered late or was bypassed during the benchmark, so it measured a \
+             fallback path or a stall: \
              {self:?}"
         );
         Ok(())

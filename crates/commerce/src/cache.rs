@@ -11,14 +11,23 @@
 //! Redis is an optimisation, never a dependency: every failure (unreachable server, timeout,
 //! undecodable entry) is counted, logged once per outage, and answered from PostgreSQL. After a
 //! failure the cache is bypassed for a short cool-down, so an outage costs one timeout per
-//! cool-down rather than one per request. A tombstone that cannot be written is remembered in
-//! this process; until it lands, reads of that cart skip the cache and the next successful fill of
-//! the current version overwrites the stale entry. Another process may still read that stale entry
-//! until it expires (`ttl`), which bounds the staleness after an outage.
+//! cool-down rather than one per request.
+//!
+//! A timeout alone is not taken for an outage: a server too busy to read Redis' answers in time
+//! (overload) times out too, and sending its reads to PostgreSQL then adds to the overload (the
+//! `capacity` load profile showed that cascade). A timeout starts one check instead, a `PING`
+//! given as long as the cool-down to answer; the call keeps waiting for its own answer up to the
+//! cool-down, and only a check without an answer starts the cool-down. After that, until Redis
+//! answers again, a timeout starts the cool-down at once, as an error does.
+//!
+//! A tombstone that cannot be written is remembered in this process; until it lands, reads of
+//! that cart skip the cache and the next successful fill of the current version overwrites the
+//! stale entry. Another process may still read that stale entry until it expires (`ttl`), which
+//! bounds the staleness after an outage.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -60,9 +69,11 @@ pub struct CacheConfig {
     pub prefix: String,
     /// How long an entry (or tombstone) lives.
     pub ttl: Duration,
-    /// The limit on one Redis round trip, including (re)connecting.
+    /// How long a Redis round trip may take, including (re)connecting, before Redis is
+    /// checked (a call keeps waiting for its answer up to `cooldown`).
     pub timeout: Duration,
-    /// How long the cache is bypassed after a failure.
+    /// How long the cache is bypassed after a failure; also how long the check after a
+    /// timeout waits for Redis to answer.
     pub cooldown: Duration,
 }
 
@@ -92,6 +103,8 @@ pub struct CacheStats {
     /// Operations skipped without asking Redis: during a cool-down, or for a cart whose
     /// invalidation is still pending.
     pub bypassed: u64,
+    /// Operations answered after the timeout (within the cool-down), and used.
+    pub late: u64,
 }
 
 /// The cart cache; cheap to clone (clones share the connection and the counters).
@@ -109,12 +122,17 @@ struct Inner {
     epoch: Instant,
     /// Milliseconds since `epoch` before which Redis is not asked.
     bypass_until_ms: AtomicU64,
+    /// Whether a check after a timeout is under way (one at a time).
+    checking: AtomicBool,
+    /// Whether the last check got no answer, and no command has been answered since.
+    silent: AtomicBool,
     /// Keys whose tombstone could not be written, with the version it carries.
     pending: Mutex<HashMap<String, i64>>,
     hits: AtomicU64,
     misses: AtomicU64,
     errors: AtomicU64,
     bypassed: AtomicU64,
+    late: AtomicU64,
 }
 
 impl fmt::Debug for CartCache {
@@ -141,10 +159,12 @@ impl CartCache {
         let client = redis::Client::open(config.url.as_str())?;
         // One connection attempt per request that gets through the cool-down: the cool-down,
         // not the manager's retry loop, paces reconnection, so no request waits for a backoff.
+        // No response timeout of the manager's (its default is 500 ms): `run` bounds each
+        // command itself, and the check after a timeout waits longer than requests do.
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(Some(config.timeout))
-            .set_response_timeout(Some(config.timeout));
+            .set_response_timeout(None);
         let manager = ConnectionManager::new_lazy_with_config(client, manager_config)?;
         Ok(Self::build(Some(manager), config))
     }
@@ -165,11 +185,14 @@ impl CartCache {
             cooldown: config.cooldown,
             epoch: Instant::now(),
             bypass_until_ms: AtomicU64::new(0),
+            checking: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             bypassed: AtomicU64::new(0),
+            late: AtomicU64::new(0),
         }))
     }
 
@@ -184,6 +207,7 @@ impl CartCache {
             misses: self.0.misses.load(Ordering::Relaxed),
             errors: self.0.errors.load(Ordering::Relaxed),
             bypassed: self.0.bypassed.load(Ordering::Relaxed),
+            late: self.0.late.load(Ordering::Relaxed),
         }
     }
 
@@ -286,34 +310,111 @@ impl CartCache {
         }
     }
 
-    /// Runs one command with the timeout; a failure is counted, starts a cool-down, and is logged
-    /// when it is the first of an outage.
+    /// Runs one command. An error is counted, starts a cool-down and is answered with `None`.
+    /// A command still unanswered after the timeout starts a check of whether Redis is there
+    /// at all, and keeps waiting for its answer up to the cool-down: the answer of a Redis that
+    /// is only slow (or of a process too busy to read it in time) is still used, where giving
+    /// up would send the call to PostgreSQL and add to the overload.
     async fn run<T: redis::FromRedisValue>(
         &self,
         redis: &ConnectionManager,
         cmd: &redis::Cmd,
     ) -> Option<T> {
         let mut connection = redis.clone();
-        let outcome = tokio::time::timeout(self.0.timeout, cmd.query_async::<T>(&mut connection))
-            .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|result| result.map_err(|error| error.to_string()));
-        match outcome {
-            Ok(value) => Some(value),
-            Err(error) => {
+        let query = cmd.query_async::<T>(&mut connection);
+        tokio::pin!(query);
+        let outcome = match tokio::time::timeout(self.0.timeout, &mut query).await {
+            Ok(outcome) => outcome,
+            // A check found Redis silent and nothing has been answered since: a timeout is
+            // the outage going on, not a reason to wait longer.
+            Err(_) if self.0.silent.load(Ordering::Acquire) => {
                 self.0.errors.fetch_add(1, Ordering::Relaxed);
-                let now = self.now_ms();
-                let until = now.saturating_add(duration_ms(self.0.cooldown));
-                let previous = self.0.bypass_until_ms.swap(until, Ordering::Relaxed);
-                if previous <= now {
-                    tracing::warn!(
-                        %error,
-                        cooldown_ms = duration_ms(self.0.cooldown),
-                        "Redis cart cache unavailable; serving carts from PostgreSQL"
-                    );
+                self.cool_down("timed out");
+                return None;
+            }
+            Err(_) => {
+                self.check(redis);
+                let rest = self.0.cooldown.saturating_sub(self.0.timeout);
+                match tokio::time::timeout(rest, &mut query).await {
+                    Ok(Ok(value)) => {
+                        self.0.late.fetch_add(1, Ordering::Relaxed);
+                        self.0.silent.store(false, Ordering::Release);
+                        return Some(value);
+                    }
+                    Ok(Err(error)) => Err(error),
+                    Err(_) => {
+                        // The check, which started with this wait, starts the cool-down.
+                        self.0.errors.fetch_add(1, Ordering::Relaxed);
+                        return None;
+                    }
                 }
+            }
+        };
+        match outcome {
+            Ok(value) => {
+                self.0.silent.store(false, Ordering::Release);
+                Some(value)
+            }
+            // The connection timeout of a reconnection: the check decides.
+            Err(error) if error.is_timeout() => {
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                self.check(redis);
                 None
             }
+            Err(error) => {
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                self.cool_down(&error.to_string());
+                None
+            }
+        }
+    }
+
+    /// Starts a check after a timeout, unless one is under way: Redis is down if it does not
+    /// answer a `PING` within the cool-down, and then the cool-down starts; if it answers, it
+    /// was only slow (or this process was), and the cache stays in use.
+    fn check(&self, redis: &ConnectionManager) {
+        if self.0.checking.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cache = self.clone();
+        let mut connection = redis.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let ping = redis::cmd("PING");
+            let answer = tokio::time::timeout(
+                cache.0.cooldown,
+                ping.query_async::<String>(&mut connection),
+            )
+            .await;
+            match answer {
+                Ok(Ok(_)) => tracing::debug!(
+                    answered_in_ms = duration_ms(started.elapsed()),
+                    "a Redis cart cache request timed out, but Redis answers: not an outage"
+                ),
+                Ok(Err(error)) => cache.cool_down(&format!("timed out, then {error}")),
+                Err(_) => {
+                    cache.0.silent.store(true, Ordering::Release);
+                    cache.cool_down(&format!(
+                        "timed out, and a PING got no answer within {} ms",
+                        duration_ms(cache.0.cooldown)
+                    ));
+                }
+            }
+            cache.0.checking.store(false, Ordering::Release);
+        });
+    }
+
+    /// Bypasses Redis for the cool-down; logs the first failure of an outage.
+    fn cool_down(&self, error: &str) {
+        let now = self.now_ms();
+        let until = now.saturating_add(duration_ms(self.0.cooldown));
+        let previous = self.0.bypass_until_ms.swap(until, Ordering::Relaxed);
+        if previous <= now {
+            tracing::warn!(
+                %error,
+                cooldown_ms = duration_ms(self.0.cooldown),
+                "Redis cart cache unavailable; serving carts from PostgreSQL"
+            );
         }
     }
 

@@ -1,16 +1,21 @@
 //! The Redis cart cache: a repeated read is a hit, a write invalidates, a stale fill loses to a
-//! newer invalidation, and a Redis outage costs nothing but the cache.
+//! newer invalidation, a Redis outage costs nothing but the cache, and a Redis that is only slow
+//! does not count as one.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use commerce::cache::CacheStats;
+use commerce::cache::{CacheConfig, CacheStats, CartCache};
 use commerce::cart::Cart;
 use commerce::grpc::identity::request;
 use commerce::grpc::proto::{AddItemRequest, GetCartRequest};
-use commerce::ids::TenantId;
+use commerce::ids::{TenantId, UserId};
 use provision::RedisServer;
 use redis::AsyncCommands as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::{Env, cache_config, customer};
 
@@ -91,7 +96,7 @@ async fn second_get_is_a_redis_hit_and_a_write_invalidates() -> anyhow::Result<(
 async fn a_stale_fill_loses_to_a_newer_invalidation() -> anyhow::Result<()> {
     let env = Env::new().await?;
     let cache = env.cache();
-    let (tenant, user) = (TenantId::new_random(), commerce::ids::UserId::new_random());
+    let (tenant, user) = (TenantId::new_random(), UserId::new_random());
     let stale = Cart {
         version: 4,
         ..Cart::default()
@@ -183,5 +188,130 @@ async fn carts_work_through_a_redis_outage() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    Ok(())
+}
+
+/// A TCP proxy in front of Redis that holds each of Redis' answers back for a while (set at
+/// any time), as a Redis too busy to answer in time, or one that hangs, would.
+struct SlowProxy {
+    url: String,
+    delay_ms: Arc<AtomicU64>,
+}
+
+impl SlowProxy {
+    /// In front of the Redis of `url` (`redis://host:port/db`); the proxy's URL keeps the db.
+    async fn start(url: &str) -> anyhow::Result<SlowProxy> {
+        let rest = url.strip_prefix("redis://").context("a redis:// URL")?;
+        let (target, db) = rest.split_once('/').unwrap_or((rest, ""));
+        let target = target.to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let url = format!("redis://{}/{db}", listener.local_addr()?);
+        let delay_ms = Arc::new(AtomicU64::new(0));
+        let delay = Arc::clone(&delay_ms);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = TcpStream::connect(&target).await else {
+                    continue;
+                };
+                let delay = Arc::clone(&delay);
+                tokio::spawn(async move {
+                    let (mut from_client, mut to_client) = client.into_split();
+                    let (mut from_server, mut to_server) = server.into_split();
+                    let requests = tokio::io::copy(&mut from_client, &mut to_server);
+                    let answers = async {
+                        let mut buffer = vec![0; 64 * 1024];
+                        loop {
+                            let n = from_server.read(&mut buffer).await?;
+                            if n == 0 {
+                                return Ok::<_, std::io::Error>(());
+                            }
+                            let ms = delay.load(Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(ms)).await;
+                            to_client.write_all(&buffer[..n]).await?;
+                        }
+                    };
+                    let _ = tokio::join!(requests, answers);
+                });
+            }
+        });
+        Ok(SlowProxy { url, delay_ms })
+    }
+
+    fn delay(&self, delay: Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.delay_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_keeps_the_cache_and_a_silent_one_turns_it_off() -> anyhow::Result<()> {
+    let namespace = provision::shared()?.redis_namespace();
+    let proxy = SlowProxy::start(namespace.url()).await?;
+    let mut config = CacheConfig::new(&proxy.url, namespace.prefix());
+    config.timeout = Duration::from_millis(100);
+    config.cooldown = Duration::from_secs(1);
+    let cache = CartCache::connect(&config)?;
+    let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+    assert!(cache.get(tenant, user).await.is_none());
+    assert_eq!(
+        cache.stats().misses,
+        1,
+        "Redis answers: {:?}",
+        cache.stats()
+    );
+
+    // Slow: answers take 150 ms, longer than the timeout (100 ms), far less than the check's
+    // PING may take (the cool-down, 1 s). The call keeps waiting and uses the late answer;
+    // the check finds Redis there, so the next call asks Redis again instead of skipping it.
+    proxy.delay(Duration::from_millis(150));
+    assert!(cache.get(tenant, user).await.is_none());
+    let slow = cache.stats();
+    assert_eq!(
+        (slow.misses, slow.late, slow.errors),
+        (2, 1, 0),
+        "the late answer was used: {slow:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.delay(Duration::ZERO);
+    assert!(cache.get(tenant, user).await.is_none());
+    let after = cache.stats();
+    assert_eq!(
+        (after.misses, after.bypassed, after.errors),
+        (3, 0, 0),
+        "a slow Redis is still used: {after:?}"
+    );
+
+    // Silent: no answer at all. The call gives up after the cool-down (1 s); the check's
+    // PING gets no answer either and starts the cool-down, in which calls skip Redis.
+    proxy.delay(Duration::from_secs(30));
+    let started = tokio::time::Instant::now();
+    assert!(cache.get(tenant, user).await.is_none());
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_millis(1500),
+        "a call waits for a silent Redis up to the cool-down: {waited:?}"
+    );
+    let deadline = started + Duration::from_secs(3);
+    loop {
+        assert!(cache.get(tenant, user).await.is_none());
+        if cache.stats().bypassed > 0 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "a silent Redis was never bypassed: {:?}",
+            cache.stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The cool-down over, Redis still silent: a call waits only the timeout, as in any outage.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let again = tokio::time::Instant::now();
+    assert!(cache.get(tenant, user).await.is_none());
+    let waited = again.elapsed();
+    assert!(
+        waited < Duration::from_millis(500),
+        "once found silent, Redis costs a call the timeout only: {waited:?}"
+    );
     Ok(())
 }
