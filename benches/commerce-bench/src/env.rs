@@ -83,7 +83,7 @@ pub struct BenchEnv {
 /// The cache counters a benchmark is judged by (see [`BenchEnv::counters`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Counters {
-    /// The cart cache: hits, misses, Redis errors, bypasses.
+    /// The cart cache: hits, misses, Redis errors, bypasses, late answers.
     pub cart: CacheStats,
     /// The policy engine's decision cache.
     pub decisions: tiered_cache::CacheStats,

@@ -7,10 +7,11 @@
 //! is a policy that decides every request with a constant: what any policy costs around its
 //! rules (the request turned into the VM's input, the VM reset, the decision read back). Every
 //! set decides the suite's `policy/evaluate_rbac` requests (an iteration decides each once, as
-//! the benchmark's does); a set whose decisions differ from the shipped ones is named, with the
-//! requests it decides differently. For a rule's cost, copy the shipped policies to a directory,
+//! the benchmark's does); a set that decides a request differently from the shipped policies is
+//! named, with the request and both decisions. For a rule's cost, copy the shipped policies to a directory,
 //! change or remove the rule there, and compare.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -29,10 +30,18 @@ decision := {"allowed": true, "reason": "floor"}
 "#;
 
 fn main() -> ExitCode {
-    let dirs: Vec<String> = std::env::args().skip(1).collect();
-    if dirs.iter().any(|dir| dir.starts_with('-')) {
+    let dirs: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
+    if let Some(flag) = dirs
+        .iter()
+        .find(|dir| dir.to_string_lossy().starts_with('-'))
+    {
         eprintln!("usage: compare [DIR ...]   (directories of .rego policies)");
-        return ExitCode::from(2);
+        let help = matches!(flag.to_str(), Some("-h" | "--help"));
+        return if help {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(2)
+        };
     }
     let mut sets = vec![("shipped".to_owned(), PolicySet::shipped())];
     sets.push((
@@ -41,7 +50,7 @@ fn main() -> ExitCode {
     ));
     sets.extend(
         dirs.iter()
-            .map(|dir| (dir.clone(), PolicySet::load_dir(dir))),
+            .map(|dir| (dir.display().to_string(), PolicySet::load_dir(dir))),
     );
     let mut loaded = Vec::new();
     for (name, set) in sets {
@@ -57,15 +66,17 @@ fn main() -> ExitCode {
     let requests = policy::rbac_requests();
     let shipped = decide(&loaded[0].1, &requests);
     for (name, set) in loaded.iter().skip(2) {
-        let differing: Vec<_> = decide(set, &requests)
-            .into_iter()
+        for ((theirs, ours), (index, request)) in decide(set, &requests)
+            .iter()
             .zip(&shipped)
-            .zip(&requests)
-            .filter(|((theirs, ours), _)| theirs != *ours)
-            .map(|((theirs, _), request)| (request.action.clone(), theirs))
-            .collect();
-        if !differing.is_empty() {
-            println!("{name}: decides differently from the shipped policies: {differing:?}");
+            .zip(requests.iter().enumerate())
+        {
+            if theirs != ours {
+                println!(
+                    "{name}: request {index} ({request:?}) is decided {theirs:?}, by the \
+                     shipped policies {ours:?}"
+                );
+            }
         }
     }
 
@@ -92,9 +103,16 @@ fn main() -> ExitCode {
         "{} requests an iteration; median of {ROUNDS} interleaved rounds of {ITERATIONS} iterations",
         requests.len()
     );
-    for ((name, _), median) in loaded.iter().zip(&medians) {
+    for ((name, set), median) in loaded.iter().zip(&medians) {
+        // The interpreter is far slower than the VM: a set that falls back to it says so.
+        let engine = if set.uses_bytecode() {
+            ""
+        } else {
+            " (the interpreter: the bytecode VM does not support this set)"
+        };
         println!(
-            "{median:>9.1} µs an iteration  {:>8.2} µs a decision  {:>5.2}× the shipped  {name}",
+            "{median:>9.1} µs an iteration  {:>8.2} µs a decision  {:>5.2}× the shipped  \
+             {name}{engine}",
             median / requests.len() as f64,
             median / medians[0],
         );

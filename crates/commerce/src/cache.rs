@@ -8,17 +8,20 @@
 //! the cache after the write's invalidation, carries an older version than the tombstone and is
 //! refused, instead of caching a stale cart until the entry expires.
 //!
-//! Redis is an optimisation, never a dependency: every failure (unreachable server, timeout,
-//! undecodable entry) is counted, logged once per outage, and answered from PostgreSQL. After a
-//! failure the cache is bypassed for a short cool-down, so an outage costs one timeout per
-//! cool-down rather than one per request.
+//! Redis is an optimisation, never a dependency: every failure (unreachable server, error,
+//! timeout, undecodable entry) is counted, logged once per outage, and the call goes on without
+//! the cache (a read is answered from PostgreSQL). An error starts a short cool-down in which the
+//! cache is bypassed, so a refused or broken connection costs nothing per request.
 //!
 //! A timeout alone is not taken for an outage: a server too busy to read Redis' answers in time
-//! (overload) times out too, and sending its reads to PostgreSQL then adds to the overload (the
-//! `capacity` load profile showed that cascade). A timeout starts one check instead, a `PING`
-//! given as long as the cool-down to answer; the call keeps waiting for its own answer up to the
-//! cool-down, and only a check without an answer starts the cool-down. After that, until Redis
-//! answers again, a timeout starts the cool-down at once, as an error does.
+//! (overload) times out too, and bypassing the cache then sends every read to PostgreSQL and adds
+//! to the overload (the `capacity` load profile showed that cascade). A timeout starts one check
+//! instead, a `PING` given as long as the cool-down to answer. A read keeps waiting for its own
+//! answer meanwhile (a write's invalidation and a fill do not: the write is done and a fill is
+//! best effort) and uses it if it comes. A check without an answer starts the cool-down and
+//! releases the reads still waiting; until Redis answers again, a timeout then starts the
+//! cool-down at once (and another check). So a Redis that hangs costs the reads of its first
+//! moments up to a cool-down each, and then one timeout per cool-down.
 //!
 //! A tombstone that cannot be written is remembered in this process; until it lands, reads of
 //! that cart skip the cache and the next successful fill of the current version overwrites the
@@ -32,6 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
 
 use crate::cart::Cart;
 use crate::ids::{TenantId, UserId};
@@ -70,7 +74,7 @@ pub struct CacheConfig {
     /// How long an entry (or tombstone) lives.
     pub ttl: Duration,
     /// How long a Redis round trip may take, including (re)connecting, before Redis is
-    /// checked (a call keeps waiting for its answer up to `cooldown`).
+    /// checked (a read keeps waiting for its answer up to `cooldown`).
     pub timeout: Duration,
     /// How long the cache is bypassed after a failure; also how long the check after a
     /// timeout waits for Redis to answer.
@@ -78,8 +82,8 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
-    /// The defaults: entries live 10 minutes, a round trip may take 100 ms, and a failure
-    /// bypasses Redis for one second.
+    /// The defaults: entries live 10 minutes, a round trip may take 100 ms before Redis is
+    /// checked, and an outage bypasses Redis for a second at a time.
     pub fn new(url: impl Into<String>, prefix: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -103,8 +107,18 @@ pub struct CacheStats {
     /// Operations skipped without asking Redis: during a cool-down, or for a cart whose
     /// invalidation is still pending.
     pub bypassed: u64,
-    /// Operations answered after the timeout (within the cool-down), and used.
+    /// Reads answered after the timeout (within the cool-down), and used.
     pub late: u64,
+}
+
+/// Whether a call past its timeout waits on for a late answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Late {
+    /// A read: a late answer saves a PostgreSQL read.
+    Wait,
+    /// A write's invalidation (the write is done; a tombstone not known to have landed is
+    /// remembered) or a fill (best effort).
+    GiveUp,
 }
 
 /// The cart cache; cheap to clone (clones share the connection and the counters).
@@ -124,8 +138,10 @@ struct Inner {
     bypass_until_ms: AtomicU64,
     /// Whether a check after a timeout is under way (one at a time).
     checking: AtomicBool,
-    /// Whether the last check got no answer, and no command has been answered since.
+    /// Whether the last check got no answer, and nothing has been answered since.
     silent: AtomicBool,
+    /// Counts the checks that got no answer; the reads waiting past their timeout watch it.
+    silenced: watch::Sender<u64>,
     /// Keys whose tombstone could not be written, with the version it carries.
     pending: Mutex<HashMap<String, i64>>,
     hits: AtomicU64,
@@ -187,6 +203,7 @@ impl CartCache {
             bypass_until_ms: AtomicU64::new(0),
             checking: AtomicBool::new(false),
             silent: AtomicBool::new(false),
+            silenced: watch::Sender::new(0),
             pending: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
@@ -221,7 +238,8 @@ impl CartCache {
         }
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&key).arg("v").arg("d");
-        let (_version, data): (Option<i64>, Option<Vec<u8>>) = self.run(redis, &cmd).await?;
+        let (_version, data): (Option<i64>, Option<Vec<u8>>) =
+            self.run(redis, &cmd, Late::Wait).await?;
         let Some(data) = data else {
             self.0.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -273,7 +291,7 @@ impl CartCache {
             .arg(cart.version)
             .arg(data)
             .arg(self.0.ttl_ms);
-        if self.run::<i64>(redis, &cmd).await.is_some() {
+        if self.run::<i64>(redis, &cmd, Late::GiveUp).await.is_some() {
             // Whether it wrote or found a newer entry, the entry is no older than this version.
             self.settle(&key, cart.version);
         }
@@ -292,7 +310,7 @@ impl CartCache {
                 .arg(&key)
                 .arg(version)
                 .arg(self.0.ttl_ms);
-            if self.run::<i64>(redis, &cmd).await.is_some() {
+            if self.run::<i64>(redis, &cmd, Late::GiveUp).await.is_some() {
                 self.settle(&key, version);
                 return;
             }
@@ -311,54 +329,32 @@ impl CartCache {
     }
 
     /// Runs one command. An error is counted, starts a cool-down and is answered with `None`.
-    /// A command still unanswered after the timeout starts a check of whether Redis is there
-    /// at all, and keeps waiting for its answer up to the cool-down: the answer of a Redis that
-    /// is only slow (or of a process too busy to read it in time) is still used, where giving
-    /// up would send the call to PostgreSQL and add to the overload.
+    /// A command unanswered after the timeout is counted as an error and starts a check of
+    /// whether Redis is there at all (unless a check already found it silent: then the
+    /// cool-down starts at once); with `Late::Wait` the call keeps waiting for its answer until
+    /// the cool-down has passed or a check finds Redis silent, and uses a late answer.
     async fn run<T: redis::FromRedisValue>(
         &self,
         redis: &ConnectionManager,
         cmd: &redis::Cmd,
+        late: Late,
     ) -> Option<T> {
         let mut connection = redis.clone();
         let query = cmd.query_async::<T>(&mut connection);
         tokio::pin!(query);
         let outcome = match tokio::time::timeout(self.0.timeout, &mut query).await {
             Ok(outcome) => outcome,
-            // A check found Redis silent and nothing has been answered since: a timeout is
-            // the outage going on, not a reason to wait longer.
-            Err(_) if self.0.silent.load(Ordering::Acquire) => {
-                self.0.errors.fetch_add(1, Ordering::Relaxed);
-                self.cool_down("timed out");
-                return None;
-            }
-            Err(_) => {
-                self.check(redis);
-                let rest = self.0.cooldown.saturating_sub(self.0.timeout);
-                match tokio::time::timeout(rest, &mut query).await {
-                    Ok(Ok(value)) => {
-                        self.0.late.fetch_add(1, Ordering::Relaxed);
-                        self.0.silent.store(false, Ordering::Release);
-                        return Some(value);
-                    }
-                    Ok(Err(error)) => Err(error),
-                    Err(_) => {
-                        // The check, which started with this wait, starts the cool-down.
-                        self.0.errors.fetch_add(1, Ordering::Relaxed);
-                        return None;
-                    }
-                }
-            }
+            Err(_) => return self.late_answer(redis, query, late).await,
         };
         match outcome {
             Ok(value) => {
                 self.0.silent.store(false, Ordering::Release);
                 Some(value)
             }
-            // The connection timeout of a reconnection: the check decides.
+            // The connection timeout of a reconnection: as slow as an answer after the timeout.
             Err(error) if error.is_timeout() => {
                 self.0.errors.fetch_add(1, Ordering::Relaxed);
-                self.check(redis);
+                self.timed_out(redis);
                 None
             }
             Err(error) => {
@@ -369,16 +365,84 @@ impl CartCache {
         }
     }
 
-    /// Starts a check after a timeout, unless one is under way: Redis is down if it does not
-    /// answer a `PING` within the cool-down, and then the cool-down starts; if it answers, it
-    /// was only slow (or this process was), and the cache stays in use.
+    /// A command past its timeout: the check (or the cool-down) starts, and with `Late::Wait`
+    /// the call waits on for the answer.
+    async fn late_answer<T, F>(
+        &self,
+        redis: &ConnectionManager,
+        mut query: std::pin::Pin<&mut F>,
+        late: Late,
+    ) -> Option<T>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        // Subscribed before the check can start, so that its verdict is not missed.
+        let mut silenced = self.0.silenced.subscribe();
+        if !self.timed_out(redis) || late == Late::GiveUp {
+            self.0.errors.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let rest = self.0.cooldown.saturating_sub(self.0.timeout);
+        let answer = tokio::select! {
+            answer = tokio::time::timeout(rest, &mut query) => answer.ok(),
+            // The check found Redis silent: the cool-down has started.
+            _ = silenced.changed() => None,
+        };
+        match answer {
+            Some(Ok(value)) => {
+                self.0.late.fetch_add(1, Ordering::Relaxed);
+                self.0.silent.store(false, Ordering::Release);
+                Some(value)
+            }
+            Some(Err(error)) => {
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                if !error.is_timeout() {
+                    self.cool_down(&error.to_string());
+                }
+                None
+            }
+            None => {
+                // Given up: the check found Redis silent, or answering (the cache stays on,
+                // and the next read asks again).
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("a Redis cart cache read got no answer within the cool-down");
+                None
+            }
+        }
+    }
+
+    /// What a timeout starts: a check of whether Redis is there, unless a check already found
+    /// it silent and nothing has been answered since; then the cool-down starts at once (and
+    /// another check, so that an answering Redis is noticed even if every request times out).
+    /// Returns whether Redis may still answer (no cool-down was started).
+    fn timed_out(&self, redis: &ConnectionManager) -> bool {
+        self.check(redis);
+        if self.0.silent.load(Ordering::Acquire) {
+            self.cool_down("timed out, and the last check got no answer");
+            return false;
+        }
+        true
+    }
+
+    /// Starts a check, unless one is under way: Redis is silent if it does not answer a `PING`
+    /// within the cool-down, and then the cool-down starts and the reads waiting for a late
+    /// answer are released; if it answers, it was only slow (or this process was), and the
+    /// cache stays in use.
     fn check(&self, redis: &ConnectionManager) {
         if self.0.checking.swap(true, Ordering::AcqRel) {
             return;
         }
-        let cache = self.clone();
+        /// Ends the check even if its task is dropped unfinished (a runtime shutting down).
+        struct Checking(Arc<Inner>);
+        impl Drop for Checking {
+            fn drop(&mut self) {
+                self.0.checking.store(false, Ordering::Release);
+            }
+        }
+        let checking = Checking(Arc::clone(&self.0));
         let mut connection = redis.clone();
         tokio::spawn(async move {
+            let cache = CartCache(Arc::clone(&checking.0));
             let started = Instant::now();
             let ping = redis::cmd("PING");
             let answer = tokio::time::timeout(
@@ -387,10 +451,13 @@ impl CartCache {
             )
             .await;
             match answer {
-                Ok(Ok(_)) => tracing::debug!(
-                    answered_in_ms = duration_ms(started.elapsed()),
-                    "a Redis cart cache request timed out, but Redis answers: not an outage"
-                ),
+                Ok(Ok(_)) => {
+                    cache.0.silent.store(false, Ordering::Release);
+                    tracing::debug!(
+                        answered_in_ms = duration_ms(started.elapsed()),
+                        "a Redis cart cache call timed out, but Redis answers: not an outage"
+                    );
+                }
                 Ok(Err(error)) => cache.cool_down(&format!("timed out, then {error}")),
                 Err(_) => {
                     cache.0.silent.store(true, Ordering::Release);
@@ -398,9 +465,10 @@ impl CartCache {
                         "timed out, and a PING got no answer within {} ms",
                         duration_ms(cache.0.cooldown)
                     ));
+                    cache.0.silenced.send_modify(|checks| *checks += 1);
                 }
             }
-            cache.0.checking.store(false, Ordering::Release);
+            drop(checking);
         });
     }
 

@@ -128,7 +128,7 @@ impl<'a> Samples<'a> {
 }
 
 /// The families of [`StateCollector`], in the order of its `collect`.
-const STATE: [Family; 13] = [
+const STATE: [Family; 14] = [
     gauge(
         "commerce_db_pool_connections_open",
         "PostgreSQL connections the pool holds (idle and in use).",
@@ -178,6 +178,11 @@ const STATE: [Family; 13] = [
         "commerce_cache_bypasses_total",
         &["cache", "tier"],
         "Cache operations skipped without asking Redis (cool-down or back-off after a failure, pending invalidation), by cache and tier.",
+    ),
+    counter(
+        "commerce_cache_late_answers_total",
+        &["cache", "tier"],
+        "Cache reads Redis answered after their timeout (a slow Redis, or a server too busy to read the answer in time), used rather than read again from PostgreSQL, by cache and tier.",
     ),
     counter(
         "commerce_policy_evaluations_total",
@@ -230,6 +235,7 @@ impl Collector for StateCollector {
             misses,
             errors,
             bypasses,
+            late,
             evaluations,
             failures,
         ] = &STATE;
@@ -282,6 +288,7 @@ impl Collector for StateCollector {
             miss_samples.done(),
             error_samples.done(),
             bypass_samples.done(),
+            Samples::of(late).add(&cart_tier, cart.late as f64).done(),
             Samples::of(evaluations)
                 .add(&[], engine.evaluations as f64)
                 .done(),
