@@ -99,15 +99,8 @@ impl Counters {
     /// What happened between `earlier` and `self`.
     pub fn since(&self, earlier: &Counters) -> Counters {
         // The counters only grow; saturating keeps a snapshot taken in the wrong order harmless.
-        let cart = CacheStats {
-            hits: self.cart.hits.saturating_sub(earlier.cart.hits),
-            misses: self.cart.misses.saturating_sub(earlier.cart.misses),
-            errors: self.cart.errors.saturating_sub(earlier.cart.errors),
-            bypassed: self.cart.bypassed.saturating_sub(earlier.cart.bypassed),
-            late: self.cart.late.saturating_sub(earlier.cart.late),
-        };
         Counters {
-            cart,
+            cart: self.cart.since(&earlier.cart),
             decisions: self.decisions.since(&earlier.decisions),
             evaluations: self.evaluations.saturating_sub(earlier.evaluations),
             evaluation_failures: self

@@ -111,6 +111,20 @@ pub struct CacheStats {
     pub late: u64,
 }
 
+impl CacheStats {
+    /// The counts accumulated between `earlier` and `self` (both snapshots of one cache); the
+    /// counters only grow, so a pair taken in the wrong order gives zeros, not a wrap.
+    pub fn since(&self, earlier: &CacheStats) -> CacheStats {
+        CacheStats {
+            hits: self.hits.saturating_sub(earlier.hits),
+            misses: self.misses.saturating_sub(earlier.misses),
+            errors: self.errors.saturating_sub(earlier.errors),
+            bypassed: self.bypassed.saturating_sub(earlier.bypassed),
+            late: self.late.saturating_sub(earlier.late),
+        }
+    }
+}
+
 /// Whether a call past its timeout waits on for a late answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Late {
