@@ -29,7 +29,7 @@ use crate::ops::Client;
 use crate::profile::{ChaosEvent, Load, Profile, Scenario, Stage};
 use crate::record::{
     CHAOS_BIN, GeneratorStats, Hist, MemorySample, RawBreakingPoint, RawChaos, RawChaosEvent,
-    RawRateStep, RawRecovery, RawRun, Recorder, ServerSample, Timeline, step_for,
+    RawRateStep, RawRecovery, RawRound, RawRun, Recorder, ServerSample, Timeline, step_for,
 };
 use crate::report;
 
@@ -565,6 +565,10 @@ fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScena
                 rate,
             })
             .collect(),
+    });
+    raw.round = scenario.round.as_ref().map(|r| RawRound {
+        of: r.of.clone(),
+        index: r.index,
     });
     raw
 }

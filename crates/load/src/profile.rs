@@ -11,6 +11,11 @@
 //! A scenario's `start` delays it (scenarios of a profile run at the same time, as in k6); its
 //! `mix` weighs operations; its `thresholds` judge it, the profile's `thresholds` judge all
 //! requests together.
+//!
+//! A profile's `rounds` (or `--rounds`) runs its scenarios that many times, one round after
+//! the other, as `NAME#1`, `NAME#2`...: on a machine whose speed drifts from minute to minute,
+//! figures to be compared (two breaking points, say) are then measured side by side in every
+//! round, and the report gives each round's and their median.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -72,6 +77,8 @@ struct ProfileSpec {
     thresholds: Vec<String>,
     #[serde(default)]
     chaos: Option<ChaosSpec>,
+    #[serde(default)]
+    rounds: Option<u32>,
     scenarios: Vec<ScenarioSpec>,
 }
 
@@ -352,7 +359,24 @@ pub struct Scenario {
     pub recovery: Option<Recovery>,
     /// For steps of rising rate: how each step is judged (`report::BreakingPointReport`).
     pub breaking_point: Option<BreakingPoint>,
+    /// Which round of the profile's scenarios this is, when it has more than one.
+    pub round: Option<Round>,
 }
+
+/// One of the repetitions of a scenario in a profile of several rounds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Round {
+    /// The scenario's name in the profile (this one is named `of#index`).
+    pub of: String,
+    /// From 1.
+    pub index: u32,
+}
+
+/// The most rounds a profile may have.
+pub const MAX_ROUNDS: u32 = 100;
+/// Between the end of a round and the start of the next one's warm-up: time for a server that
+/// fell behind to catch up, so that one round's overload does not spill into the next.
+pub const ROUND_PAUSE: Duration = Duration::from_secs(10);
 
 /// How the steps of a stress test are judged: a step (a stage that holds its rate) is
 /// sustained when the latency percentile of `threshold` of the requests due in it is under
@@ -548,6 +572,8 @@ pub struct Overrides {
     pub warmup: Option<Duration>,
     /// Outages instead of the profile's own (`--chaos`).
     pub chaos: Option<Vec<ChaosEvent>>,
+    /// Rounds instead of the profile's own (`--rounds`).
+    pub rounds: Option<u32>,
 }
 
 /// The longest scenario (and the latest start) a profile may have.
@@ -645,6 +671,21 @@ impl Profiles {
                 reason: "a profile needs at least one scenario".to_owned(),
             });
         }
+        let warmup = overrides
+            .warmup
+            .or(spec.warmup)
+            .unwrap_or(Duration::from_secs(5));
+        let rounds = overrides.rounds.or(spec.rounds).unwrap_or(1);
+        if !(1..=MAX_ROUNDS).contains(&rounds) {
+            return Err(ProfileError::Invalid {
+                profile: name.to_owned(),
+                scenario: "-".to_owned(),
+                reason: format!("rounds must be between 1 and {MAX_ROUNDS}, not {rounds}"),
+            });
+        }
+        if rounds > 1 {
+            scenarios = in_rounds(scenarios, rounds, warmup);
+        }
         let mut seen = std::collections::BTreeSet::new();
         for scenario in &scenarios {
             if !seen.insert(scenario.name.as_str()) {
@@ -677,10 +718,6 @@ impl Profiles {
                 });
             }
         }
-        let warmup = overrides
-            .warmup
-            .or(spec.warmup)
-            .unwrap_or(Duration::from_secs(5));
         if warmup > MAX_WARMUP {
             return Err(ProfileError::Override(format!(
                 "a warm-up lasts at most {}",
@@ -693,6 +730,13 @@ impl Profiles {
             .map(|s| s.start + s.load.duration())
             .max()
             .unwrap_or_default();
+        if window > MAX_DURATION {
+            return Err(ProfileError::Override(format!(
+                "the run would last {} after the warm-up, more than {}",
+                humantime::format_duration(window),
+                humantime::format_duration(MAX_DURATION)
+            )));
+        }
         if let Some(late) = chaos.events.iter().find(|e| e.at >= window) {
             return Err(ProfileError::Override(format!(
                 "chaos event {}@{} is not within the run (it lasts {} after the warm-up)",
@@ -710,6 +754,32 @@ impl Profiles {
             chaos,
         })
     }
+}
+
+/// The scenarios `rounds` times over: round `k` is every scenario named `NAME#k`, starting
+/// where it started in round 1 plus `k - 1` times a round's length (the scenarios' window, then
+/// the warm-up and [`ROUND_PAUSE`]), so that each round's warm-up begins after the round before
+/// it ended and a pause.
+fn in_rounds(scenarios: Vec<Scenario>, rounds: u32, warmup: Duration) -> Vec<Scenario> {
+    let window = scenarios
+        .iter()
+        .map(|s| s.start + s.load.duration())
+        .max()
+        .unwrap_or_default();
+    let length = window + warmup + ROUND_PAUSE;
+    (1..=rounds)
+        .flat_map(|index| {
+            scenarios.iter().map(move |scenario| Scenario {
+                name: format!("{}#{index}", scenario.name),
+                start: scenario.start + length * (index - 1),
+                round: Some(Round {
+                    of: scenario.name.clone(),
+                    index,
+                }),
+                ..scenario.clone()
+            })
+        })
+        .collect()
 }
 
 fn chaos_from(
@@ -925,6 +995,7 @@ fn scenario_from(
         max_in_flight,
         recovery,
         breaking_point,
+        round: None,
     })
 }
 
@@ -1140,6 +1211,64 @@ mix = { get_cart = 1 }
         assert!((reads.thresholds[3].limit - 95.0).abs() < 1e-9);
         // "users" lasted 5 s from 60 s: now 120 s from 1440 s.
         assert_eq!(profile.scenarios[2].start, Duration::from_secs(1_440));
+    }
+
+    #[test]
+    fn rounds_repeat_the_scenarios_one_round_after_the_other() {
+        let text = FILE.replace("warmup = \"2s\"", "warmup = \"2s\"\nrounds = 3");
+        let profiles = Profiles::parse("test", &text).unwrap();
+        let profile = profiles.get("one", &Overrides::default()).unwrap();
+        let names: Vec<&str> = profile.scenarios.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "reads#1", "ramp#1", "users#1", "reads#2", "ramp#2", "users#2", "reads#3",
+                "ramp#3", "users#3"
+            ]
+        );
+        // A round lasts until "users" ends (65 s), then the warm-up (2 s) and the pause.
+        let length = Duration::from_secs(67) + ROUND_PAUSE;
+        let users = |round: usize| &profile.scenarios[3 * round + 2];
+        assert_eq!(users(0).start, Duration::from_secs(60));
+        assert_eq!(users(2).start, Duration::from_secs(60) + 2 * length);
+        assert_eq!(
+            users(1).round,
+            Some(Round {
+                of: "users".into(),
+                index: 2
+            })
+        );
+        assert_eq!(profile.duration(), Duration::from_secs(65) + 2 * length);
+
+        // `--rounds` wins over the profile's; one round is the profile as written.
+        let once = Overrides {
+            rounds: Some(1),
+            ..Overrides::default()
+        };
+        let profile = profiles.get("one", &once).unwrap();
+        assert_eq!(profile.scenarios[0].name, "reads");
+        assert_eq!(profile.scenarios[0].round, None);
+        // `--scenario` picks by the profile's name, and its rounds follow one another.
+        let only = Overrides {
+            scenario: Some("users".into()),
+            rounds: Some(2),
+            ..Overrides::default()
+        };
+        let profile = profiles.get("one", &only).unwrap();
+        let starts: Vec<Duration> = profile.scenarios.iter().map(|s| s.start).collect();
+        assert_eq!(
+            starts,
+            [Duration::ZERO, Duration::from_secs(7) + ROUND_PAUSE]
+        );
+        let none = Overrides {
+            rounds: Some(0),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &none).unwrap_err().to_string();
+        assert!(
+            error.contains("rounds must be between 1 and 100"),
+            "{error}"
+        );
     }
 
     #[test]

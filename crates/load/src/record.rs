@@ -221,6 +221,19 @@ pub struct RawScenario {
     /// For steps of rising rate: how each step is judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub breaking_point: Option<RawBreakingPoint>,
+    /// In a profile of several rounds: which round of which scenario this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<RawRound>,
+}
+
+/// `profile::Round`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RawRound {
+    /// The scenario's name in the profile.
+    pub of: String,
+    /// From 1.
+    pub index: u32,
 }
 
 /// `profile::BreakingPoint`, as the report needs it.
@@ -569,6 +582,7 @@ impl Recorder {
             warmup_requests: live.warmup_requests,
             recovery: None,
             breaking_point: None,
+            round: None,
         }
     }
 }

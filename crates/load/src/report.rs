@@ -39,6 +39,10 @@ pub struct Report {
     /// The outages of the run (`--chaos`), each with its error rate, codes and recovery.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outages: Vec<OutageReport>,
+    /// In a profile of several rounds: each scenario's figures round by round, and their
+    /// medians.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub rounds: Vec<RoundsReport>,
     pub generators: Vec<GeneratorReport>,
     pub warnings: Vec<String>,
     pub stopped_early: Option<String>,
@@ -114,6 +118,94 @@ pub struct ScenarioReport {
     pub recovery: Option<RecoveryReport>,
     /// For a scenario of rising steps: each step and the breaking point.
     pub breaking_point: Option<BreakingPointReport>,
+}
+
+/// A scenario of a profile of several rounds: its figures in each round, and their medians.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundsReport {
+    /// The scenario's name in the profile (its rounds are `NAME#1`, `NAME#2`...).
+    pub scenario: String,
+    pub rounds: Vec<RoundFigures>,
+    /// Each median is the middle round's, the rounds ordered by that figure (the lower of the
+    /// two middle ones for an even number of rounds). p95, ns.
+    pub median_p95: u64,
+    pub median_rps: f64,
+    /// Of the rounds' breaking points, a round whose first step failed counting as the
+    /// lowest; `None` when that is the median, or for a scenario without steps.
+    pub median_breaking_point_rate: Option<f64>,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RoundFigures {
+    pub name: String,
+    /// From 1.
+    pub index: u32,
+    pub passed: bool,
+    /// ns.
+    pub p95: u64,
+    pub rps: f64,
+    pub breaking_point_rate: Option<f64>,
+    /// Whether a step failed (`None` for a scenario without steps): without one the breaking
+    /// point is only a lower bound.
+    pub broke: Option<bool>,
+}
+
+/// The rounds of each scenario of `raw` run in several (`reports` are its scenarios' reports,
+/// in the same order), in the order the profile names them.
+fn rounds(raw: &RawRun, reports: &[ScenarioReport]) -> Vec<RoundsReport> {
+    let mut by_scenario: Vec<(String, Vec<RoundFigures>)> = Vec::new();
+    for (scenario, report) in raw.scenarios.iter().zip(reports) {
+        let Some(round) = &scenario.round else {
+            continue;
+        };
+        let figures = RoundFigures {
+            name: report.name.clone(),
+            index: round.index,
+            passed: report.passed,
+            p95: report.summary.p95,
+            rps: report.summary.rps,
+            breaking_point_rate: report
+                .breaking_point
+                .as_ref()
+                .and_then(|b| b.breaking_point_rate),
+            broke: report.breaking_point.as_ref().map(|b| b.broke),
+        };
+        match by_scenario.iter_mut().find(|(of, _)| *of == round.of) {
+            Some((_, rounds)) => rounds.push(figures),
+            None => by_scenario.push((round.of.clone(), vec![figures])),
+        }
+    }
+    by_scenario
+        .into_iter()
+        .map(|(scenario, mut rounds)| {
+            rounds.sort_by_key(|r| r.index);
+            let has_steps = raw.scenarios.iter().any(|s| {
+                s.round.as_ref().is_some_and(|r| r.of == scenario) && s.breaking_point.is_some()
+            });
+            RoundsReport {
+                median_p95: lower_median(rounds.iter().map(|r| r.p95)).unwrap_or(0),
+                median_rps: lower_median(rounds.iter().map(|r| r.rps)).unwrap_or(0.0),
+                // `None` orders before every rate: a round whose first step failed is the lowest.
+                median_breaking_point_rate: if has_steps {
+                    lower_median(rounds.iter().map(|r| r.breaking_point_rate)).flatten()
+                } else {
+                    None
+                },
+                scenario,
+                rounds,
+            }
+        })
+        .collect()
+}
+
+/// The middle value, the lower of the two middle ones for an even count.
+fn lower_median<T: PartialOrd>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut values: Vec<T> = values.collect();
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    let middle = values.len().checked_sub(1)? / 2;
+    values.into_iter().nth(middle)
 }
 
 /// The steps of a stress scenario and the highest rate it sustained.
@@ -752,6 +844,7 @@ impl Report {
                 rss_bytes: m.rss_bytes,
             })
             .collect();
+        let rounds = rounds(&raw, &scenarios);
         Report {
             tool: "commerce-load",
             version: env!("CARGO_PKG_VERSION"),
@@ -766,6 +859,7 @@ impl Report {
             server_memory: memory,
             memory_trend: overall_trend(&raw),
             outages,
+            rounds,
             generators,
             warnings,
             stopped_early: raw.stopped_early.clone(),
@@ -1344,6 +1438,12 @@ fn add_scenario(into: &mut RawScenario, from: RawScenario) -> Result<(), MergeEr
         return Err(MergeError::Incompatible(format!(
             "scenario {}: series steps differ ({} ms and {} ms): the runs had different durations",
             into.name, into.step_ms, from.step_ms
+        )));
+    }
+    if into.round != from.round {
+        return Err(MergeError::Incompatible(format!(
+            "scenario {}: the runs had different rounds",
+            into.name
         )));
     }
     if into.thresholds != from.thresholds

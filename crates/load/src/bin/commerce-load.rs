@@ -80,6 +80,10 @@ struct RunArgs {
     /// Warm-up before each scenario, not in the results (default: the profile's, else 5s).
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
+    /// Run the scenarios this many times, one round after the other (NAME#1, NAME#2...),
+    /// and report each round and their median (default: the profile's `rounds`, else 1).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    rounds: Option<u32>,
     /// Where to write the JSON report [default: target/load/PROFILE.json].
     #[arg(long)]
     json: Option<PathBuf>,
@@ -306,6 +310,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         rate: args.rate,
         warmup: args.warmup,
         chaos: args.chaos.clone().map(|c| c.0),
+        rounds: args.rounds,
     };
     let profile = profiles.get(name, &overrides)?;
     let json_path = args

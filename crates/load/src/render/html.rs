@@ -468,6 +468,35 @@ fn outages_section(report: &Report, chaos: &crate::record::RawChaos) -> String {
 
 /// A stress scenario's steps: a table, and its latency with each step shaded and marked
 /// sustained or not.
+/// A profile of several rounds: each scenario's figures round by round and their medians (each
+/// round has its own section below).
+fn rounds_section(report: &Report) -> String {
+    let mut html = String::from(
+        "<h2>Rounds</h2><p>The scenarios ran one round after the other: a scenario of rising \
+         steps by its breaking point in each round (≥: every step was sustained), any other by \
+         its p95; then the median of the rounds.</p><table><tr><th>scenario</th>\
+         <th>figure</th><th>by round</th><th>median</th><th>rounds passed</th></tr>",
+    );
+    for r in &report.rounds {
+        let _ = write!(
+            html,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{} of {}</td></tr>",
+            escape(&r.scenario),
+            if super::has_steps(r) {
+                "breaking point"
+            } else {
+                "p95"
+            },
+            escape(&super::round_list(r)),
+            escape(&super::round_median(r)),
+            r.rounds.iter().filter(|round| round.passed).count(),
+            r.rounds.len()
+        );
+    }
+    html.push_str("</table>");
+    html
+}
+
 fn breaking_point_section(i: usize, s: &ScenarioReport, b: &BreakingPointReport) -> String {
     let mut html = String::new();
     let _ = write!(
@@ -760,6 +789,9 @@ pub fn render(report: &Report) -> String {
 
     if let Some(chaos) = &report.raw.chaos {
         html.push_str(&outages_section(report, chaos));
+    }
+    if !report.rounds.is_empty() {
+        html.push_str(&rounds_section(report));
     }
 
     let header = "<tr><th>requests</th><th>answered</th><th>/s</th><th>avg</th><th>min</th><th>p50</th><th>p90</th><th>p95</th><th>p99</th><th>p99.9</th><th>max</th><th>errors</th><th>dropped</th></tr>";

@@ -3,3 +3,38 @@
 
 pub mod html;
 pub mod terminal;
+
+use crate::report::RoundsReport;
+use crate::threshold::format_nanos;
+
+/// A scenario's breaking points round by round (`-`: below the first step; `≥`: every step
+/// sustained), or for a scenario without steps its p95s, as both renderers write them.
+pub(crate) fn round_list(r: &RoundsReport) -> String {
+    r.rounds
+        .iter()
+        .map(|round| match (round.broke, round.breaking_point_rate) {
+            (None, _) => format_nanos(round.p95),
+            (Some(_), None) => "-".to_owned(),
+            (Some(true), Some(rate)) => format!("{rate}/s"),
+            (Some(false), Some(rate)) => format!("≥{rate}/s"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Whether the rounds of `r` are judged by their breaking points (else by their p95).
+pub(crate) fn has_steps(r: &RoundsReport) -> bool {
+    r.rounds.iter().any(|round| round.broke.is_some())
+}
+
+/// The median of [`round_list`]'s figures.
+pub(crate) fn round_median(r: &RoundsReport) -> String {
+    if has_steps(r) {
+        r.median_breaking_point_rate
+            .map_or("below the first step".to_owned(), |rate| {
+                format!("{rate}/s")
+            })
+    } else {
+        format_nanos(r.median_p95)
+    }
+}

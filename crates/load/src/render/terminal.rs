@@ -229,6 +229,28 @@ pub fn render(report: &Report) -> String {
             );
         }
     }
+    if !report.rounds.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n  rounds (each figure round by round, then the median)"
+        );
+        for r in &report.rounds {
+            let _ = writeln!(
+                out,
+                "    {:<14} {} {}: median {}; {} of {} rounds passed",
+                r.scenario,
+                if super::has_steps(r) {
+                    "breaking point"
+                } else {
+                    "p95"
+                },
+                super::round_list(r),
+                super::round_median(r),
+                r.rounds.iter().filter(|round| round.passed).count(),
+                r.rounds.len()
+            );
+        }
+    }
     for g in &report.generators {
         let _ = writeln!(
             out,

@@ -121,3 +121,56 @@ async fn the_breaking_point_is_the_last_step_sustained() {
     let html = render::html::render(&report);
     assert!(html.contains("chart-steps-0"), "no steps chart");
 }
+
+/// The same steps in two rounds (`--rounds 2`): each round finds the breaking point, and the
+/// report gives both and their median.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rounds_repeat_the_steps_and_report_the_median() {
+    let service = Limited {
+        recent: Mutex::new(VecDeque::new()),
+    };
+    let addr = double::serve_cart(service).await;
+    let text = PROFILE.replace("\"3s\"", "\"2s\"").replace(
+        "  { duration = \"100ms\", target = 800 },\n  { duration = \"2s\", target = 800 },\n",
+        "",
+    );
+    let profiles = load::profile::Profiles::parse("test", &text).unwrap();
+    let overrides = load::profile::Overrides {
+        rounds: Some(2),
+        ..Default::default()
+    };
+    let profile = profiles.get("steps", &overrides).unwrap();
+    let names: Vec<&str> = profile.scenarios.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["steps#1", "steps#2"]);
+    let raw = support::run(
+        &profile,
+        &addr,
+        support::any_identities(),
+        &support::options(&addr),
+    )
+    .await;
+    let report = Report::from_raw(raw);
+    for scenario in &report.scenarios {
+        let breaking = scenario.breaking_point.as_ref().unwrap();
+        assert_eq!(breaking.breaking_point_rate, Some(200.0), "{breaking:?}");
+    }
+    assert_eq!(report.rounds.len(), 1);
+    let rounds = &report.rounds[0];
+    assert_eq!(rounds.scenario, "steps");
+    let indexes: Vec<u32> = rounds.rounds.iter().map(|r| r.index).collect();
+    assert_eq!(indexes, [1, 2]);
+    assert_eq!(rounds.median_breaking_point_rate, Some(200.0));
+
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["rounds"][0]["medianBreakingPointRate"].as_f64(),
+        Some(200.0)
+    );
+    let text = render::terminal::render(&report);
+    assert!(
+        text.contains("breaking point 200/s, 200/s: median 200/s; 2 of 2 rounds passed"),
+        "{text}"
+    );
+    let html = render::html::render(&report);
+    assert!(html.contains("<h2>Rounds</h2>"), "no rounds section");
+}
