@@ -14,9 +14,9 @@ decision := {"allowed": false, "reason": reason} if {
 	count(request_problems) > 0
 	reason := sort(request_problems)[0]
 } else := {"allowed": true, "reason": reason} if {
-	count(allowing_grants) > 0
-	[role, scope] := allowing_grants[0]
-	reason := sprintf("role %s may %s on %s", [role, input.action, scope_description[scope]])
+	scope := allowing_scope
+	scope != ""
+	reason := sprintf("role %s may %s on %s", [allowing_role, input.action, scope_description[scope]])
 } else := {"allowed": false, "reason": lacks_permission} if {
 	count(rbac.granted_scopes) == 0
 } else := {"allowed": false, "reason": tenancy.out_of_scope_reason}
@@ -36,14 +36,32 @@ request_problems contains reason if {
 	reason := sprintf("action %s does not apply to resource kind %s", [input.action, input.resource.kind])
 }
 
-# [role, scope] pairs that allow the request, narrowest scope first, then by role name, so
-# that the reason names the most specific grant.
-allowing_grants := [[role, scope] |
-	some scope in rbac.scopes
-	scope in tenancy.met_scopes
-	some role in sort(input.subject.roles)
-	scope in rbac.grants[role][input.action]
-]
+# The narrowest scope that the resource meets and one of the caller's roles grants for the
+# action ("": none); the reason names it, and the first such role by name, as the most specific
+# grant. Rules rather than a comprehension over scopes and roles, which took 1.16x the time
+# (`cargo run --release -p policy --example compare`). The default keeps the rule defined:
+# with an undefined rule in the allowing branch, regorus' VM left the whole decision undefined
+# instead of going on to the next branch.
+default allowing_scope := ""
+
+allowing_scope := "own" if {
+	tenancy.owns_resource
+	"own" in rbac.granted_scopes
+} else := "tenant" if {
+	tenancy.same_tenant
+	"tenant" in rbac.granted_scopes
+} else := "any" if {
+	"any" in rbac.granted_scopes
+}
+
+allowing_role := min(roles) if {
+	scope := allowing_scope
+	scope != ""
+	roles := {role |
+		some role in input.subject.roles
+		scope in rbac.grants[role][input.action]
+	}
+}
 
 scope_description := {
 	"own": "own resources",
