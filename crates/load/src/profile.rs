@@ -374,6 +374,9 @@ pub struct Round {
 
 /// The most rounds a profile may have.
 pub const MAX_ROUNDS: u32 = 100;
+/// The longest run of several rounds: up to an hour the series has one-second steps
+/// (`record::step_for`), so every round's steps are judged alike.
+pub const MAX_ROUNDS_WINDOW: Duration = Duration::from_secs(3_600);
 /// Between the end of a round and the start of the next one's warm-up: time for a server that
 /// fell behind to catch up, so that one round's overload does not spill into the next.
 pub const ROUND_PAUSE: Duration = Duration::from_secs(10);
@@ -675,6 +678,13 @@ impl Profiles {
             .warmup
             .or(spec.warmup)
             .unwrap_or(Duration::from_secs(5));
+        if warmup > MAX_WARMUP {
+            return Err(ProfileError::Override(format!(
+                "a warm-up lasts at most {}",
+                humantime::format_duration(MAX_WARMUP)
+            )));
+        }
+        let chaos = chaos_from(name, spec.chaos.as_ref(), overrides)?;
         let rounds = overrides.rounds.or(spec.rounds).unwrap_or(1);
         if !(1..=MAX_ROUNDS).contains(&rounds) {
             return Err(ProfileError::Invalid {
@@ -684,7 +694,19 @@ impl Profiles {
             });
         }
         if rounds > 1 {
-            scenarios = in_rounds(scenarios, rounds, warmup);
+            if !chaos.events.is_empty() {
+                return Err(ProfileError::Override(
+                    "outages (chaos) happen once, at their times in the run: they cannot be \
+                     combined with rounds (use --rounds 1)"
+                        .to_owned(),
+                ));
+            }
+            scenarios = in_rounds(scenarios, rounds, warmup).ok_or_else(|| {
+                ProfileError::Override(format!(
+                    "{rounds} rounds would last more than {}",
+                    humantime::format_duration(MAX_ROUNDS_WINDOW)
+                ))
+            })?;
         }
         let mut seen = std::collections::BTreeSet::new();
         for scenario in &scenarios {
@@ -718,25 +740,11 @@ impl Profiles {
                 });
             }
         }
-        if warmup > MAX_WARMUP {
-            return Err(ProfileError::Override(format!(
-                "a warm-up lasts at most {}",
-                humantime::format_duration(MAX_WARMUP)
-            )));
-        }
-        let chaos = chaos_from(name, spec.chaos.as_ref(), overrides)?;
         let window = scenarios
             .iter()
             .map(|s| s.start + s.load.duration())
             .max()
             .unwrap_or_default();
-        if window > MAX_DURATION {
-            return Err(ProfileError::Override(format!(
-                "the run would last {} after the warm-up, more than {}",
-                humantime::format_duration(window),
-                humantime::format_duration(MAX_DURATION)
-            )));
-        }
         if let Some(late) = chaos.events.iter().find(|e| e.at >= window) {
             return Err(ProfileError::Override(format!(
                 "chaos event {}@{} is not within the run (it lasts {} after the warm-up)",
@@ -758,28 +766,40 @@ impl Profiles {
 
 /// The scenarios `rounds` times over: round `k` is every scenario named `NAME#k`, starting
 /// where it started in round 1 plus `k - 1` times a round's length (the scenarios' window, then
-/// the warm-up and [`ROUND_PAUSE`]), so that each round's warm-up begins after the round before
-/// it ended and a pause.
-fn in_rounds(scenarios: Vec<Scenario>, rounds: u32, warmup: Duration) -> Vec<Scenario> {
+/// the warm-up and [`ROUND_PAUSE`], rounded up to whole seconds so that every round's steps
+/// fall alike on the series' one-second steps), so that each round's warm-up begins after the
+/// round before it ended and a pause. `None` if the rounds would last more than
+/// [`MAX_ROUNDS_WINDOW`].
+fn in_rounds(scenarios: Vec<Scenario>, rounds: u32, warmup: Duration) -> Option<Vec<Scenario>> {
     let window = scenarios
         .iter()
         .map(|s| s.start + s.load.duration())
         .max()
         .unwrap_or_default();
-    let length = window + warmup + ROUND_PAUSE;
-    (1..=rounds)
-        .flat_map(|index| {
-            scenarios.iter().map(move |scenario| Scenario {
-                name: format!("{}#{index}", scenario.name),
-                start: scenario.start + length * (index - 1),
-                round: Some(Round {
-                    of: scenario.name.clone(),
-                    index,
-                }),
-                ..scenario.clone()
+    let length = window.checked_add(warmup)?.checked_add(ROUND_PAUSE)?;
+    let length = Duration::from_secs(
+        length
+            .as_secs()
+            .checked_add(u64::from(length.subsec_nanos() > 0))?,
+    );
+    if length.checked_mul(rounds - 1)?.checked_add(window)? > MAX_ROUNDS_WINDOW {
+        return None;
+    }
+    Some(
+        (1..=rounds)
+            .flat_map(|index| {
+                scenarios.iter().map(move |scenario| Scenario {
+                    name: format!("{}#{index}", scenario.name),
+                    start: scenario.start + length * (index - 1),
+                    round: Some(Round {
+                        of: scenario.name.clone(),
+                        index,
+                    }),
+                    ..scenario.clone()
+                })
             })
-        })
-        .collect()
+            .collect(),
+    )
 }
 
 fn chaos_from(
@@ -1269,6 +1289,40 @@ mix = { get_cart = 1 }
             error.contains("rounds must be between 1 and 100"),
             "{error}"
         );
+        // Outages happen once: not with rounds.
+        let chaos = Overrides {
+            rounds: Some(2),
+            chaos: Some(parse_chaos("redis-down@10s,redis-up@20s").unwrap()),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &chaos).unwrap_err().to_string();
+        assert!(error.contains("cannot be combined with rounds"), "{error}");
+        // Rounds are judged on one-second steps: at most an hour of them.
+        let long = Overrides {
+            rounds: Some(60),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &long).unwrap_err().to_string();
+        assert!(
+            error.contains("60 rounds would last more than 1h"),
+            "{error}"
+        );
+        // A huge warm-up is refused as such, before the rounds are laid out.
+        let huge = Overrides {
+            rounds: Some(3),
+            warmup: Some(Duration::from_secs(u64::MAX / 4)),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &huge).unwrap_err().to_string();
+        assert!(error.contains("a warm-up lasts at most"), "{error}");
+        // A warm-up of a fraction of a second: rounds still start on whole seconds.
+        let fraction = Overrides {
+            rounds: Some(2),
+            warmup: Some(Duration::from_millis(2_500)),
+            ..Overrides::default()
+        };
+        let profile = profiles.get("one", &fraction).unwrap();
+        assert_eq!(profile.scenarios[3].start, Duration::from_secs(78));
     }
 
     #[test]

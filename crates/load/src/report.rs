@@ -2,6 +2,7 @@
 //! per scenario and operation, series, thresholds and their outcome; and the merge of the raw
 //! results of several generator processes.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -127,13 +128,17 @@ pub struct RoundsReport {
     /// The scenario's name in the profile (its rounds are `NAME#1`, `NAME#2`...).
     pub scenario: String,
     pub rounds: Vec<RoundFigures>,
-    /// Each median is the middle round's, the rounds ordered by that figure (the lower of the
-    /// two middle ones for an even number of rounds). p95, ns.
+    /// Each median is the middle round's, the rounds ordered by that figure, of the rounds
+    /// that ran to their end; for an even number of rounds, the worse of the two middle ones
+    /// (the higher p95, the lower rate). p95, ns.
     pub median_p95: u64,
     pub median_rps: f64,
     /// Of the rounds' breaking points, a round whose first step failed counting as the
     /// lowest; `None` when that is the median, or for a scenario without steps.
     pub median_breaking_point_rate: Option<f64>,
+    /// Whether the median round's steps included one that failed: if not, its breaking
+    /// point is a lower bound (`None` for a scenario without steps).
+    pub median_broke: Option<bool>,
 }
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -150,6 +155,9 @@ pub struct RoundFigures {
     /// Whether a step failed (`None` for a scenario without steps): without one the breaking
     /// point is only a lower bound.
     pub broke: Option<bool>,
+    /// Whether the round ran to its end: a run stopped early (Ctrl-C, `--abort-on-fail`)
+    /// leaves the rest out of the medians.
+    pub complete: bool,
 }
 
 /// The rounds of each scenario of `raw` run in several (`reports` are its scenarios' reports,
@@ -171,6 +179,8 @@ fn rounds(raw: &RawRun, reports: &[ScenarioReport]) -> Vec<RoundsReport> {
                 .as_ref()
                 .and_then(|b| b.breaking_point_rate),
             broke: report.breaking_point.as_ref().map(|b| b.broke),
+            complete: raw.stopped_early.is_none()
+                || scenario.start_ms + scenario.duration_ms <= raw.window_ms,
         };
         match by_scenario.iter_mut().find(|(of, _)| *of == round.of) {
             Some((_, rounds)) => rounds.push(figures),
@@ -181,18 +191,25 @@ fn rounds(raw: &RawRun, reports: &[ScenarioReport]) -> Vec<RoundsReport> {
         .into_iter()
         .map(|(scenario, mut rounds)| {
             rounds.sort_by_key(|r| r.index);
-            let has_steps = raw.scenarios.iter().any(|s| {
-                s.round.as_ref().is_some_and(|r| r.of == scenario) && s.breaking_point.is_some()
-            });
+            let has_steps = rounds.iter().any(|r| r.broke.is_some());
+            let complete: Vec<&RoundFigures> = rounds.iter().filter(|r| r.complete).collect();
+            // `None` orders before every rate: a round whose first step failed is the lowest.
+            let median_round = has_steps
+                .then(|| {
+                    median_of(complete.iter().copied(), |a, b| {
+                        a.breaking_point_rate
+                            .partial_cmp(&b.breaking_point_rate)
+                            .unwrap_or(Ordering::Equal)
+                    })
+                })
+                .flatten();
             RoundsReport {
-                median_p95: lower_median(rounds.iter().map(|r| r.p95)).unwrap_or(0),
-                median_rps: lower_median(rounds.iter().map(|r| r.rps)).unwrap_or(0.0),
-                // `None` orders before every rate: a round whose first step failed is the lowest.
-                median_breaking_point_rate: if has_steps {
-                    lower_median(rounds.iter().map(|r| r.breaking_point_rate)).flatten()
-                } else {
-                    None
-                },
+                median_p95: median_of(complete.iter().copied(), |a, b| b.p95.cmp(&a.p95))
+                    .map_or(0, |r| r.p95),
+                median_rps: median_of(complete.iter().copied(), |a, b| a.rps.total_cmp(&b.rps))
+                    .map_or(0.0, |r| r.rps),
+                median_breaking_point_rate: median_round.and_then(|r| r.breaking_point_rate),
+                median_broke: median_round.and_then(|r| r.broke),
                 scenario,
                 rounds,
             }
@@ -200,10 +217,14 @@ fn rounds(raw: &RawRun, reports: &[ScenarioReport]) -> Vec<RoundsReport> {
         .collect()
 }
 
-/// The middle value, the lower of the two middle ones for an even count.
-fn lower_median<T: PartialOrd>(values: impl Iterator<Item = T>) -> Option<T> {
+/// The middle of `values` in the order of `worse_first` (worst first), the worse of the two
+/// middle ones for an even count; `None` for none.
+fn median_of<T>(
+    values: impl Iterator<Item = T>,
+    worse_first: impl Fn(&T, &T) -> Ordering,
+) -> Option<T> {
     let mut values: Vec<T> = values.collect();
-    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values.sort_by(worse_first);
     let middle = values.len().checked_sub(1)? / 2;
     values.into_iter().nth(middle)
 }
@@ -1348,6 +1369,17 @@ pub fn merge(runs: Vec<RawRun>) -> Result<RawRun, MergeError> {
                 merged.profile, run.profile
             )));
         }
+        let rounds_of = |run: &RawRun| -> std::collections::BTreeSet<(String, u32)> {
+            run.scenarios
+                .iter()
+                .filter_map(|s| s.round.as_ref().map(|r| (r.of.clone(), r.index)))
+                .collect()
+        };
+        if rounds_of(&run) != rounds_of(&merged) {
+            return Err(MergeError::Incompatible(
+                "the runs had different rounds (--rounds)".to_owned(),
+            ));
+        }
         let start = merged.started_unix_ms.min(run.started_unix_ms);
         let end =
             (merged.started_unix_ms + merged.window_ms).max(run.started_unix_ms + run.window_ms);
@@ -1626,6 +1658,20 @@ mod tests {
         assert!(!found[0].cache_in_use_before);
         assert_eq!(found[0].recovery_seconds, Some(0.0));
         assert!(outage_outcomes(&chaos, &found).iter().all(|t| t.passed));
+    }
+
+    #[test]
+    fn the_median_of_an_even_count_is_the_worse_middle_one() {
+        let ascending = |a: &u64, b: &u64| a.cmp(b);
+        assert_eq!(median_of([3u64, 1, 2].into_iter(), ascending), Some(2));
+        assert_eq!(median_of([4u64, 1, 3, 2].into_iter(), ascending), Some(2));
+        let descending = |a: &u64, b: &u64| b.cmp(a);
+        assert_eq!(median_of([4u64, 1, 3, 2].into_iter(), descending), Some(3));
+        assert_eq!(median_of(std::iter::empty::<u64>(), ascending), None);
+        // A round whose first step failed (no rate) is the lowest.
+        let rates = [Some(28_000.0), None, Some(20_000.0)];
+        let by_rate = |a: &Option<f64>, b: &Option<f64>| a.partial_cmp(b).unwrap();
+        assert_eq!(median_of(rates.into_iter(), by_rate), Some(Some(20_000.0)));
     }
 
     #[test]

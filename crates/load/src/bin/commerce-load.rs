@@ -82,7 +82,7 @@ struct RunArgs {
     warmup: Option<Duration>,
     /// Run the scenarios this many times, one round after the other (NAME#1, NAME#2...),
     /// and report each round and their median (default: the profile's `rounds`, else 1).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=i64::from(load::profile::MAX_ROUNDS)))]
     rounds: Option<u32>,
     /// Where to write the JSON report [default: target/load/PROFILE.json].
     #[arg(long)]
@@ -251,10 +251,24 @@ fn list(path: &Path) -> anyhow::Result<u8> {
     for (name, description) in profiles.names() {
         println!("{name:<18} {description}");
         let profile = profiles.get(name, &Overrides::default())?;
-        for s in &profile.scenarios {
+        // A profile of rounds lists its scenarios once, as `--scenario` names them.
+        let rounds = profile
+            .scenarios
+            .iter()
+            .filter_map(|s| s.round.as_ref().map(|r| r.index))
+            .max();
+        if let Some(rounds) = rounds {
+            println!("    ({rounds} rounds: each scenario runs as NAME#1 … NAME#{rounds})");
+        }
+        for s in profile
+            .scenarios
+            .iter()
+            .filter(|s| s.round.as_ref().is_none_or(|r| r.index == 1))
+        {
+            let name = s.round.as_ref().map_or(s.name.as_str(), |r| r.of.as_str());
             println!(
                 "    {:<16} {}; {}",
-                s.name,
+                name,
                 s.load.describe(),
                 s.mix.describe()
             );

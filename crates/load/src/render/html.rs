@@ -466,15 +466,14 @@ fn outages_section(report: &Report, chaos: &crate::record::RawChaos) -> String {
     html
 }
 
-/// A stress scenario's steps: a table, and its latency with each step shaded and marked
-/// sustained or not.
 /// A profile of several rounds: each scenario's figures round by round and their medians (each
 /// round has its own section below).
 fn rounds_section(report: &Report) -> String {
     let mut html = String::from(
         "<h2>Rounds</h2><p>The scenarios ran one round after the other: a scenario of rising \
          steps by its breaking point in each round (≥: every step was sustained), any other by \
-         its p95; then the median of the rounds.</p><table><tr><th>scenario</th>\
+         its p95; then the median of the rounds that ran to their end (for an even number, the \
+         worse of the two middle ones). -: the first step failed.</p><table><tr><th>scenario</th>\
          <th>figure</th><th>by round</th><th>median</th><th>rounds passed</th></tr>",
     );
     for r in &report.rounds {
@@ -497,6 +496,8 @@ fn rounds_section(report: &Report) -> String {
     html
 }
 
+/// A stress scenario's steps: a table, and its latency with each step shaded and marked
+/// sustained or not.
 fn breaking_point_section(i: usize, s: &ScenarioReport, b: &BreakingPointReport) -> String {
     let mut html = String::new();
     let _ = write!(
