@@ -203,9 +203,18 @@ impl PolicyEngine {
 /// request, so that a cached decision is never read under other policies. `None` if the request
 /// cannot be encoded (not reachable for this plain struct).
 fn cache_key(policies: &PolicySet, request: &AuthzRequest) -> Option<String> {
-    let json = serde_json::to_string(request).ok()?;
-    Some(format!("decision:{}:{json}", policies.version()))
+    use std::io::Write as _;
+    // Written into one buffer sized for a usual request, rather than the JSON grown in a
+    // buffer of its own and then copied into the key: one allocation on every decision asked.
+    let mut key = Vec::with_capacity(KEY_CAPACITY);
+    write!(key, "decision:{}:", policies.version()).ok()?;
+    serde_json::to_writer(&mut key, request).ok()?;
+    String::from_utf8(key).ok()
 }
+
+/// Bytes of a decision cache key with room to spare: a request of the commerce API (UUIDs,
+/// one or two roles) takes about 200.
+const KEY_CAPACITY: usize = 320;
 
 #[cfg(test)]
 mod tests {
@@ -224,6 +233,18 @@ mod tests {
     fn cached_engine(policies: PolicySet) -> PolicyEngine {
         let cache = TieredCache::new(CacheConfig::l1_only()).expect("valid configuration");
         PolicyEngine::with_decision_cache(policies, cache)
+    }
+
+    #[test]
+    fn a_cache_key_is_the_policy_version_and_the_request_as_json() {
+        let policies = PolicySet::shipped().expect("the shipped policies compile");
+        let request = request("u1");
+        let json = serde_json::to_string(&request).unwrap();
+        assert_eq!(
+            cache_key(&policies, &request).unwrap(),
+            format!("decision:{}:{json}", policies.version())
+        );
+        assert!(json.len() + 64 < KEY_CAPACITY, "{json}");
     }
 
     /// The wiring awaits `authorize` inside tonic handlers, which must be `Send`; this fails

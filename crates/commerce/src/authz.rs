@@ -162,12 +162,12 @@ pub async fn authorize(
         ),
     };
     let (target, grant) = first;
-    let (mut request, mut decision) = ask(engine, &subject, action, target).await;
+    let (mut request, mut decision) = ask(engine, subject, action, target).await;
     if decision.allowed {
         return Ok(grant);
     }
     if let Some((target, grant)) = fallback {
-        (request, decision) = ask(engine, &subject, action, target).await;
+        (request, decision) = ask(engine, request.subject, action, target).await;
         if decision.allowed {
             return Ok(grant);
         }
@@ -187,14 +187,15 @@ pub async fn authorize(
     })
 }
 
-/// Asks `engine` whether `subject` may perform `action` on `target`.
+/// Asks `engine` whether `subject` may perform `action` on `target`; the request asked comes
+/// back with the decision (a second question takes its subject, not a copy).
 async fn ask(
     engine: &PolicyEngine,
-    subject: &Subject,
+    subject: Subject,
     action: Action,
     target: PolicyResource,
 ) -> (AuthzRequest, Decision) {
-    let request = AuthzRequest::new(subject.clone(), action.as_str(), target);
+    let request = AuthzRequest::new(subject, action.as_str(), target);
     let decision = engine.authorize(&request).await;
     (request, decision)
 }
