@@ -205,7 +205,8 @@ impl PolicyEngine {
 fn cache_key(policies: &PolicySet, request: &AuthzRequest) -> Option<String> {
     use std::io::Write as _;
     // Written into one buffer sized for a usual request, rather than the JSON grown in a
-    // buffer of its own and then copied into the key: one allocation on every decision asked.
+    // buffer of its own and then copied into the key: one allocation per decision asked, not
+    // three or four.
     let mut key = Vec::with_capacity(KEY_CAPACITY);
     write!(key, "decision:{}:", policies.version()).ok()?;
     serde_json::to_writer(&mut key, request).ok()?;
