@@ -479,17 +479,12 @@ fn rounds_section(report: &Report) -> String {
     for r in &report.rounds {
         let _ = write!(
             html,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{} of {}</td></tr>",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td><b>{}</b></td><td>{}</td></tr>",
             escape(&r.scenario),
-            if super::has_steps(r) {
-                "breaking point"
-            } else {
-                "p95"
-            },
+            super::round_figure(r),
             escape(&super::round_list(r)),
             escape(&super::round_median(r)),
-            r.rounds.iter().filter(|round| round.passed).count(),
-            r.rounds.len()
+            super::rounds_passed(r)
         );
     }
     html.push_str("</table>");

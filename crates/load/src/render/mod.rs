@@ -35,6 +35,21 @@ pub(crate) fn has_steps(r: &RoundsReport) -> bool {
     r.rounds.iter().any(|round| round.broke.is_some())
 }
 
+/// What [`round_list`] gives: `breaking point` or `p95`.
+pub(crate) fn round_figure(r: &RoundsReport) -> &'static str {
+    if has_steps(r) {
+        "breaking point"
+    } else {
+        "p95"
+    }
+}
+
+/// `2 of 3`: the rounds whose thresholds all held.
+pub(crate) fn rounds_passed(r: &RoundsReport) -> String {
+    let passed = r.rounds.iter().filter(|round| round.passed).count();
+    format!("{passed} of {}", r.rounds.len())
+}
+
 /// The median of [`round_list`]'s figures, over the rounds that ran to their end.
 pub(crate) fn round_median(r: &RoundsReport) -> String {
     if !r.rounds.iter().any(|round| round.complete) {

@@ -237,17 +237,12 @@ pub fn render(report: &Report) -> String {
         for r in &report.rounds {
             let _ = writeln!(
                 out,
-                "    {:<14} {} {}: median {}; {} of {} rounds passed",
+                "    {:<14} {} {}: median {}; {} rounds passed",
                 r.scenario,
-                if super::has_steps(r) {
-                    "breaking point"
-                } else {
-                    "p95"
-                },
+                super::round_figure(r),
                 super::round_list(r),
                 super::round_median(r),
-                r.rounds.iter().filter(|round| round.passed).count(),
-                r.rounds.len()
+                super::rounds_passed(r)
             );
         }
     }
