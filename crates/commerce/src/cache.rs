@@ -23,6 +23,11 @@
 //! cool-down at once (and another check). So a Redis that hangs costs the reads of its first
 //! moments up to a cool-down each, and then one timeout per cool-down.
 //!
+//! A read that misses loads the cart once for every read of that cart that misses meanwhile
+//! ([`CartCache::load_once`]): without it, a cold cache under load sends each read of a cart to
+//! PostgreSQL, and at thousands of reads a second the pool's backlog fails them (the `capacity`
+//! load profile's stampede at GetCart's start).
+//!
 //! A tombstone that cannot be written is remembered in this process; until it lands, reads of
 //! that cart skip the cache and the next successful fill of the current version overwrites the
 //! stale entry. Another process may still read that stale entry until it expires (`ttl`), which
@@ -37,6 +42,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
+use crate::Error;
 use crate::cart::Cart;
 use crate::ids::{TenantId, UserId};
 
@@ -60,6 +66,10 @@ redis.call('HSET', KEYS[1], 'v', ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1
 ";
+
+/// A load of one cart, shared by the reads that wait for it. The error is behind an `Arc`
+/// because [`Error`] cannot be cloned; each waiter gets a replica ([`Error::replica`]).
+type Flight = Arc<tokio::sync::OnceCell<Result<Cart, Arc<Error>>>>;
 
 /// At most this many failed invalidations are remembered; beyond it, the TTL bounds staleness.
 const MAX_PENDING: usize = 100_000;
@@ -158,6 +168,8 @@ struct Inner {
     silenced: watch::Sender<u64>,
     /// Keys whose tombstone could not be written, with the version it carries.
     pending: Mutex<HashMap<String, i64>>,
+    /// The loads under way, one per cart (see [`CartCache::load_once`]).
+    loads: Mutex<HashMap<(TenantId, UserId), Flight>>,
     hits: AtomicU64,
     misses: AtomicU64,
     errors: AtomicU64,
@@ -219,6 +231,7 @@ impl CartCache {
             silent: AtomicBool::new(false),
             silenced: watch::Sender::new(0),
             pending: Mutex::new(HashMap::new()),
+            loads: Mutex::new(HashMap::new()),
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             errors: AtomicU64::new(0),
@@ -272,6 +285,57 @@ impl CartCache {
         }
     }
 
+    /// Runs `load` (a read of the cart from PostgreSQL, and the fill of the cache) once for all
+    /// the reads of the cart that call this while it runs: a read that finds a load of its cart
+    /// under way waits for that load's result (or error) instead of starting another. If the
+    /// read running the load is dropped (its caller went away), a waiting read runs its own
+    /// `load` in its place. A write ends the sharing: [`CartCache::invalidate`] forgets the load
+    /// under way, so a read that starts after a write returned runs a load of its own, and never
+    /// gets a cart read before the write. This holds with the cache switched off too.
+    ///
+    /// Hand-written around tokio's `OnceCell` (which does the waiting and the hand-over on
+    /// cancellation) rather than a single-flight crate, because the sharing must end at a
+    /// write, which those crates have no way to say.
+    pub async fn load_once<F>(&self, tenant: TenantId, user: UserId, load: F) -> Result<Cart, Error>
+    where
+        F: Future<Output = Result<Cart, Error>>,
+    {
+        let flight = Arc::clone(
+            self.0
+                .loads
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .entry((tenant, user))
+                .or_default(),
+        );
+        // The read that runs the load keeps its own result (an error as it came, source and
+        // all); the others get a copy.
+        let mut own = None;
+        let shared = flight
+            .get_or_init(|| async {
+                let result = load.await;
+                let shared = match &result {
+                    Ok(cart) => Ok(cart.clone()),
+                    Err(error) => Err(Arc::new(error.replica())),
+                };
+                own = Some(result);
+                shared
+            })
+            .await
+            .clone();
+        {
+            let mut loads = self.0.loads.lock().unwrap_or_else(PoisonError::into_inner);
+            // Unless a write already forgot it (and a new load may have taken its place).
+            if loads
+                .get(&(tenant, user))
+                .is_some_and(|current| Arc::ptr_eq(current, &flight))
+            {
+                loads.remove(&(tenant, user));
+            }
+        }
+        own.unwrap_or_else(|| shared.map_err(|error| error.replica()))
+    }
+
     /// Caches `cart`, read from PostgreSQL at `cart.version`, unless a newer version is known.
     pub async fn fill(&self, tenant: TenantId, user: UserId, cart: &Cart) {
         let Some(redis) = self.0.redis.as_ref() else {
@@ -311,8 +375,15 @@ impl CartCache {
         }
     }
 
-    /// Marks the cart as changed by the write that produced `version` (call after the commit).
+    /// Marks the cart as changed by the write that produced `version` (call after the commit,
+    /// and before the write returns): the cached entry, and the load under way, if any (the
+    /// reads already waiting for it still get its result; later reads load again).
     pub async fn invalidate(&self, tenant: TenantId, user: UserId, version: i64) {
+        self.0
+            .loads
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(tenant, user));
         let Some(redis) = self.0.redis.as_ref() else {
             return;
         };
@@ -567,6 +638,113 @@ mod tests {
         cache.invalidate(tenant, user, 3).await;
         assert!(cache.get(tenant, user).await.is_none());
         assert_eq!(cache.stats(), CacheStats::default());
+    }
+
+    /// A load that counts its runs and waits for `gate` to open; it returns an empty cart at the
+    /// version of its run (1, 2...), or `fail`'s error.
+    async fn counted_load(
+        runs: &AtomicU64,
+        gate: &watch::Sender<bool>,
+        fail: bool,
+    ) -> Result<Cart, Error> {
+        let run = runs.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut open = gate.subscribe();
+        open.wait_for(|open| *open).await.expect("the gate is kept");
+        if fail {
+            return Err(Error::Unavailable(sqlx::Error::PoolTimedOut));
+        }
+        Ok(Cart {
+            version: i64::try_from(run).unwrap(),
+            ..Cart::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn reads_that_miss_one_cart_at_once_share_one_load() {
+        let cache = CartCache::disabled();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        let (runs, gate) = (AtomicU64::new(0), watch::Sender::new(false));
+        let reads =
+            (0..50).map(|_| cache.load_once(tenant, user, counted_load(&runs, &gate, false)));
+        // `join!` polls in order: every read is waiting before the gate opens.
+        let (carts, ()) = tokio::join!(futures::future::join_all(reads), async {
+            gate.send_replace(true);
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        assert!(carts.iter().all(|cart| cart.as_ref().unwrap().version == 1));
+        // Done, the load is forgotten: the next miss loads again.
+        let cart = cache
+            .load_once(tenant, user, counted_load(&runs, &gate, false))
+            .await;
+        assert_eq!(cart.unwrap().version, 2);
+        assert!(cache.0.loads.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_fails_every_read_that_waited_for_it() {
+        let cache = CartCache::disabled();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        let (runs, gate) = (AtomicU64::new(0), watch::Sender::new(false));
+        let reads = (0..5).map(|_| cache.load_once(tenant, user, counted_load(&runs, &gate, true)));
+        let (results, ()) = tokio::join!(futures::future::join_all(reads), async {
+            gate.send_replace(true);
+        });
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        for result in results {
+            assert!(matches!(result, Err(Error::Unavailable(_))), "{result:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_after_a_write_does_not_join_a_load_from_before_it() {
+        let cache = CartCache::disabled();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        let other = UserId::new_random();
+        let (runs, gate) = (AtomicU64::new(0), watch::Sender::new(false));
+        let (before, after, elsewhere, ()) = tokio::join!(
+            cache.load_once(tenant, user, counted_load(&runs, &gate, false)),
+            async {
+                cache.invalidate(tenant, user, 2).await;
+                cache
+                    .load_once(tenant, user, counted_load(&runs, &gate, false))
+                    .await
+            },
+            // Another user's write ends nothing of this cart's.
+            async {
+                cache.invalidate(tenant, other, 2).await;
+                cache
+                    .load_once(tenant, user, counted_load(&runs, &gate, false))
+                    .await
+            },
+            async {
+                gate.send_replace(true);
+            },
+        );
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert_eq!(before.unwrap().version, 1);
+        assert_eq!(after.unwrap().version, 2);
+        assert_eq!(
+            elsewhere.unwrap().version,
+            2,
+            "joined the load after the write"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_load_whose_reader_went_away_is_run_by_a_waiting_read() {
+        let cache = CartCache::disabled();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        let (runs, gate) = (AtomicU64::new(0), watch::Sender::new(false));
+        let mut first = Box::pin(cache.load_once(tenant, user, counted_load(&runs, &gate, false)));
+        let mut second = Box::pin(cache.load_once(tenant, user, counted_load(&runs, &gate, false)));
+        assert!(futures::poll!(&mut first).is_pending());
+        assert!(futures::poll!(&mut second).is_pending());
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        drop(first);
+        gate.send_replace(true);
+        assert_eq!(second.await.unwrap().version, 2);
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        assert!(cache.0.loads.lock().unwrap().is_empty());
     }
 
     #[tokio::test]

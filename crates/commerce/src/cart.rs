@@ -223,12 +223,17 @@ impl Carts {
         if let Some(cart) = self.cache.get(tenant, user).await {
             return Ok(cart);
         }
-        let cart = self
-            .breaker
-            .guard(load(&self.pool, self.metrics.as_ref(), tenant, user))
-            .await?;
-        self.cache.fill(tenant, user, &cart).await;
-        Ok(cart)
+        // One load per cart for all the reads that miss it at once (a cold cache under load).
+        self.cache
+            .load_once(tenant, user, async {
+                let cart = self
+                    .breaker
+                    .guard(load(&self.pool, self.metrics.as_ref(), tenant, user))
+                    .await?;
+                self.cache.fill(tenant, user, &cart).await;
+                Ok(cart)
+            })
+            .await
     }
 
     /// Removes every item from the cart and returns the (empty) cart.

@@ -57,6 +57,28 @@ pub enum Error {
     Internal(String),
 }
 
+impl Error {
+    /// The same error for another caller: the same variant and message, a database error's
+    /// source kept as its text (a `sqlx::Error` cannot be cloned). For the reads that share one
+    /// load of a cart ([`crate::cache::CartCache::load_once`]).
+    pub(crate) fn replica(&self) -> Error {
+        let text = |error: &sqlx::Error| sqlx::Error::Protocol(error.to_string());
+        match self {
+            Error::InvalidArgument(message) => Error::InvalidArgument(message.clone()),
+            Error::NotFound(what) => Error::NotFound(what),
+            Error::ProductInactive(product) => Error::ProductInactive(*product),
+            Error::OutOfStock(products) => Error::OutOfStock(products.clone()),
+            Error::EmptyCart => Error::EmptyCart,
+            Error::TotalOverflow => Error::TotalOverflow,
+            Error::Unavailable(error) => Error::Unavailable(text(error)),
+            Error::DatabaseDown => Error::DatabaseDown,
+            Error::Conflict(error) => Error::Conflict(text(error)),
+            Error::Database(error) => Error::Database(text(error)),
+            Error::Internal(message) => Error::Internal(message.clone()),
+        }
+    }
+}
+
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         match &error {

@@ -14,6 +14,7 @@ use commerce::grpc::proto::{AddItemRequest, GetCartRequest};
 use commerce::ids::{TenantId, UserId};
 use provision::RedisServer;
 use redis::AsyncCommands as _;
+use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -89,6 +90,93 @@ async fn second_get_is_a_redis_hit_and_a_write_invalidates() -> anyhow::Result<(
     assert_eq!(env.cache().stats().hits, after_third.hits + 1);
     assert_eq!(fourth, third);
     assert_eq!(env.cache().stats().errors, 0);
+    Ok(())
+}
+
+/// Reads that miss one cart at the same moment load it from PostgreSQL once. With the carts
+/// table locked, the first load waits in PostgreSQL and the reads arriving meanwhile wait for
+/// it; before, each sent a load of its own and took a pooled connection for it (a cold cache
+/// under load swamped the pool: the `capacity` load profile's stampede).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_miss_one_cart_together_load_it_once() -> anyhow::Result<()> {
+    const READS: u64 = 20;
+    let env = Env::new().await?;
+    let api = env.serve().await?;
+    let tenant = TenantId::new_random();
+    let ids = env.products(tenant, &[(500, 10)]).await?;
+    let me = customer(tenant);
+    let add = AddItemRequest {
+        product_id: ids[0].to_string(),
+        quantity: 2,
+    };
+    // The write leaves a tombstone: the reads below miss.
+    let written = api
+        .carts
+        .clone()
+        .add_item(request(&me, add))
+        .await?
+        .into_inner();
+
+    // Connections of the test's own: the service's pool is what is being counted.
+    let options = env.pool.connect_options();
+    let mut locker = sqlx::PgConnection::connect_with(&options).await?;
+    let mut observer = sqlx::PgConnection::connect_with(&options).await?;
+    sqlx::query("BEGIN").execute(&mut locker).await?;
+    sqlx::query("LOCK TABLE carts IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await?;
+
+    let before = env.cache().stats();
+    let reads: Vec<_> = (0..READS)
+        .map(|_| {
+            let mut carts = api.carts.clone();
+            let get = request(&me, GetCartRequest::default());
+            tokio::spawn(async move { carts.get_cart(get).await })
+        })
+        .collect();
+    let loads_waiting = async |observer: &mut sqlx::PgConnection| {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE datname = current_database() AND pid <> pg_backend_pid()
+               AND wait_event_type = 'Lock' AND query LIKE '%FROM carts c%'",
+        )
+        .fetch_one(observer)
+        .await
+    };
+    // Every read has missed, and a load waits for the lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while env.cache().stats().since(&before).misses < READS
+        || loads_waiting(&mut observer).await? == 0
+    {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the reads did not all miss and wait: {:?}",
+            env.cache().stats().since(&before)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Time for loads of their own, had the reads sent any.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let waiting = loads_waiting(&mut observer).await?;
+    sqlx::query("COMMIT").execute(&mut locker).await?;
+    assert_eq!(waiting, 1, "loads of the cart waiting in PostgreSQL");
+
+    for read in reads {
+        let cart = read
+            .await?
+            .context("a read that shared the load")?
+            .into_inner();
+        assert_eq!(cart.version, written.version);
+        assert_eq!(cart.items.len(), 1);
+        assert_eq!(cart.items[0].quantity, 2);
+    }
+    // The load filled the cache: the next read is a hit.
+    let after = env.cache().stats();
+    api.carts
+        .clone()
+        .get_cart(request(&me, GetCartRequest::default()))
+        .await?;
+    assert_eq!(env.cache().stats().since(&after).hits, 1);
     Ok(())
 }
 
