@@ -117,7 +117,7 @@ pub struct CacheStats {
     /// Operations skipped without asking Redis: during a cool-down, or for a cart whose
     /// invalidation is still pending.
     pub bypassed: u64,
-    /// Reads answered after the timeout (within the cool-down), and used.
+    /// Calls (reads, fills, tombstones) answered after the timeout (within the cool-down).
     pub late: u64,
 }
 
@@ -135,16 +135,6 @@ impl CacheStats {
     }
 }
 
-/// Whether a call past its timeout waits on for a late answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Late {
-    /// A read: a late answer saves a PostgreSQL read.
-    Wait,
-    /// A write's invalidation (the write is done; a tombstone not known to have landed is
-    /// remembered) or a fill (best effort).
-    GiveUp,
-}
-
 /// The cart cache; cheap to clone (clones share the connection and the counters).
 #[derive(Clone)]
 pub struct CartCache(Arc<Inner>);
@@ -152,6 +142,8 @@ pub struct CartCache(Arc<Inner>);
 struct Inner {
     /// `None` for a cache that is switched off.
     redis: Option<ConnectionManager>,
+    /// For the checks after a timeout, which connect on their own (see `check`).
+    client: Option<redis::Client>,
     prefix: String,
     ttl_ms: u64,
     timeout: Duration,
@@ -207,8 +199,8 @@ impl CartCache {
             .set_number_of_retries(0)
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(None);
-        let manager = ConnectionManager::new_lazy_with_config(client, manager_config)?;
-        Ok(Self::build(Some(manager), config))
+        let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
+        Ok(Self::build(Some((manager, client)), config))
     }
 
     /// A cache that never caches: every read goes to PostgreSQL and nothing is counted.
@@ -216,9 +208,11 @@ impl CartCache {
         Self::build(None, &CacheConfig::new("", ""))
     }
 
-    fn build(redis: Option<ConnectionManager>, config: &CacheConfig) -> Self {
+    fn build(redis: Option<(ConnectionManager, redis::Client)>, config: &CacheConfig) -> Self {
+        let (redis, client) = redis.unzip();
         Self(Arc::new(Inner {
             redis,
+            client,
             prefix: config.prefix.clone(),
             ttl_ms: u64::try_from(config.ttl.as_millis())
                 .unwrap_or(u64::MAX)
@@ -265,8 +259,7 @@ impl CartCache {
         }
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(&key).arg("v").arg("d");
-        let (_version, data): (Option<i64>, Option<Vec<u8>>) =
-            self.run(redis, &cmd, Late::Wait).await?;
+        let (_version, data): (Option<i64>, Option<Vec<u8>>) = self.run(redis, &cmd).await?;
         let Some(data) = data else {
             self.0.misses.fetch_add(1, Ordering::Relaxed);
             return None;
@@ -369,7 +362,10 @@ impl CartCache {
             .arg(cart.version)
             .arg(data)
             .arg(self.0.ttl_ms);
-        if self.run::<i64>(redis, &cmd, Late::GiveUp).await.is_some() {
+        // Waits for a late answer like a read: a command whose caller went away before the
+        // multiplexed connection wrote it is never sent (redis drops it), so a fill given up
+        // under load was never made, and every read of the cart went on missing.
+        if self.run::<i64>(redis, &cmd).await.is_some() {
             // Whether it wrote or found a newer entry, the entry is no older than this version.
             self.settle(&key, cart.version);
         }
@@ -384,21 +380,37 @@ impl CartCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(tenant, user));
-        let Some(redis) = self.0.redis.as_ref() else {
+        if self.0.redis.is_none() {
             return;
-        };
+        }
         let key = self.key(tenant, user);
         if !self.cooling_down() {
-            let mut cmd = redis::cmd("EVAL");
-            cmd.arg(INVALIDATE)
-                .arg(1)
-                .arg(&key)
-                .arg(version)
-                .arg(self.0.ttl_ms);
-            if self.run::<i64>(redis, &cmd, Late::GiveUp).await.is_some() {
-                self.settle(&key, version);
+            // On a task of its own, which waits for a late answer: the write waits only the
+            // timeout, but the tombstone is still made if Redis is merely slow (a command whose
+            // caller went away before the multiplexed connection wrote it is never sent).
+            let cache = self.clone();
+            let tombstone = key.clone();
+            let mut landed = tokio::spawn(async move {
+                let Some(redis) = cache.0.redis.as_ref() else {
+                    return false;
+                };
+                let mut cmd = redis::cmd("EVAL");
+                cmd.arg(INVALIDATE)
+                    .arg(1)
+                    .arg(&tombstone)
+                    .arg(version)
+                    .arg(cache.0.ttl_ms);
+                let landed = cache.run::<i64>(redis, &cmd).await.is_some();
+                if landed {
+                    cache.settle(&tombstone, version);
+                }
+                landed
+            });
+            if let Ok(Ok(true)) = tokio::time::timeout(self.0.timeout, &mut landed).await {
                 return;
             }
+            // Not known to have landed: remembered below. If it lands later, its task forgets
+            // it (or, if it landed in between, the next fill of the cart does).
         } else {
             self.0.bypassed.fetch_add(1, Ordering::Relaxed);
         }
@@ -416,20 +428,20 @@ impl CartCache {
     /// Runs one command. An error is counted, starts a cool-down and is answered with `None`.
     /// A command unanswered after the timeout is counted as an error and starts a check of
     /// whether Redis is there at all (unless a check already found it silent: then the
-    /// cool-down starts at once); with `Late::Wait` the call keeps waiting for its answer until
-    /// the cool-down has passed or a check finds Redis silent, and uses a late answer.
+    /// cool-down starts at once); the call keeps waiting for its answer until the cool-down has
+    /// passed or a check finds Redis silent, and uses a late answer. (It must: the multiplexed
+    /// connection never sends a command whose caller stopped waiting before it was written.)
     async fn run<T: redis::FromRedisValue>(
         &self,
         redis: &ConnectionManager,
         cmd: &redis::Cmd,
-        late: Late,
     ) -> Option<T> {
         let mut connection = redis.clone();
         let query = cmd.query_async::<T>(&mut connection);
         tokio::pin!(query);
         let outcome = match tokio::time::timeout(self.0.timeout, &mut query).await {
             Ok(outcome) => outcome,
-            Err(_) => return self.late_answer(redis, query, late).await,
+            Err(_) => return self.late_answer(query).await,
         };
         match outcome {
             Ok(value) => {
@@ -439,7 +451,7 @@ impl CartCache {
             // The connection timeout of a reconnection: as slow as an answer after the timeout.
             Err(error) if error.is_timeout() => {
                 self.0.errors.fetch_add(1, Ordering::Relaxed);
-                self.timed_out(redis);
+                self.timed_out();
                 None
             }
             Err(error) => {
@@ -450,20 +462,15 @@ impl CartCache {
         }
     }
 
-    /// A command past its timeout: the check (or the cool-down) starts, and with `Late::Wait`
-    /// the call waits on for the answer.
-    async fn late_answer<T, F>(
-        &self,
-        redis: &ConnectionManager,
-        mut query: std::pin::Pin<&mut F>,
-        late: Late,
-    ) -> Option<T>
+    /// A command past its timeout: the check (or the cool-down) starts, and the call waits on
+    /// for the answer.
+    async fn late_answer<T, F>(&self, mut query: std::pin::Pin<&mut F>) -> Option<T>
     where
         F: Future<Output = redis::RedisResult<T>>,
     {
         // Subscribed before the check can start, so that its verdict is not missed.
         let mut silenced = self.0.silenced.subscribe();
-        if !self.timed_out(redis) || late == Late::GiveUp {
+        if !self.timed_out() {
             self.0.errors.fetch_add(1, Ordering::Relaxed);
             return None;
         }
@@ -500,8 +507,8 @@ impl CartCache {
     /// it silent and nothing has been answered since; then the cool-down starts at once (and
     /// another check, so that an answering Redis is noticed even if every request times out).
     /// Returns whether Redis may still answer (no cool-down was started).
-    fn timed_out(&self, redis: &ConnectionManager) -> bool {
-        self.check(redis);
+    fn timed_out(&self) -> bool {
+        self.check();
         if self.0.silent.load(Ordering::Acquire) {
             self.cool_down("timed out, and the last check got no answer");
             return false;
@@ -513,7 +520,16 @@ impl CartCache {
     /// within the cool-down, and then the cool-down starts and the reads waiting for a late
     /// answer are released; if it answers, it was only slow (or this process was), and the
     /// cache stays in use.
-    fn check(&self, redis: &ConnectionManager) {
+    ///
+    /// The check runs on a thread of its own (tokio's blocking pool) over a connection of its
+    /// own. A runtime too busy to read Redis' answers in time, which is what made the call time
+    /// out, would read the check's answer late too, and take its own backlog for Redis'
+    /// silence: at GetCart's cold start in the `capacity` load profile, every read then went to
+    /// PostgreSQL, which kept the overload going.
+    fn check(&self) {
+        let Some(client) = self.0.client.clone() else {
+            return;
+        };
         if self.0.checking.swap(true, Ordering::AcqRel) {
             return;
         }
@@ -525,26 +541,19 @@ impl CartCache {
             }
         }
         let checking = Checking(Arc::clone(&self.0));
-        let mut connection = redis.clone();
-        tokio::spawn(async move {
+        tokio::task::spawn_blocking(move || {
             let cache = CartCache(Arc::clone(&checking.0));
             let started = Instant::now();
-            let ping = redis::cmd("PING");
-            let answer = tokio::time::timeout(
-                cache.0.cooldown,
-                ping.query_async::<String>(&mut connection),
-            )
-            .await;
-            match answer {
-                Ok(Ok(_)) => {
+            match ping(&client, cache.0.cooldown) {
+                Ping::Answered => {
                     cache.0.silent.store(false, Ordering::Release);
                     tracing::debug!(
                         answered_in_ms = duration_ms(started.elapsed()),
                         "a Redis cart cache call timed out, but Redis answers: not an outage"
                     );
                 }
-                Ok(Err(error)) => cache.cool_down(&format!("timed out, then {error}")),
-                Err(_) => {
+                Ping::Failed(error) => cache.cool_down(&format!("timed out, then {error}")),
+                Ping::Silent => {
                     cache.0.silent.store(true, Ordering::Release);
                     cache.cool_down(&format!(
                         "timed out, and a PING got no answer within {} ms",
@@ -602,6 +611,45 @@ impl CartCache {
         if pending.get(key).is_some_and(|&stale| stale <= version) {
             pending.remove(key);
         }
+    }
+}
+
+/// What a check's `PING` got.
+enum Ping {
+    Answered,
+    /// No answer (nor connection) within the time given.
+    Silent,
+    /// Refused, reset, or an error answer.
+    Failed(redis::RedisError),
+}
+
+/// A `PING` over a new blocking connection, answered within `within` (connecting included).
+fn ping(client: &redis::Client, within: Duration) -> Ping {
+    let classify = |error: redis::RedisError| {
+        if error.is_timeout() {
+            Ping::Silent
+        } else {
+            Ping::Failed(error)
+        }
+    };
+    let deadline = Instant::now() + within;
+    let mut connection = match client.get_connection_with_timeout(within) {
+        Ok(connection) => connection,
+        Err(error) => return classify(error),
+    };
+    // A zero timeout would mean none at all.
+    let rest = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_millis(1));
+    if let Err(error) = connection
+        .set_read_timeout(Some(rest))
+        .and_then(|()| connection.set_write_timeout(Some(rest)))
+    {
+        return Ping::Failed(error);
+    }
+    match redis::cmd("PING").query::<String>(&mut connection) {
+        Ok(_) => Ping::Answered,
+        Err(error) => classify(error),
     }
 }
 
