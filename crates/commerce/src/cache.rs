@@ -16,22 +16,29 @@
 //! A timeout alone is not taken for an outage: a server too busy to read Redis' answers in time
 //! (overload) times out too, and bypassing the cache then sends every read to PostgreSQL and adds
 //! to the overload (the `capacity` load profile showed that cascade). A timeout starts one check
-//! instead, a `PING` given as long as the cool-down to answer. A read keeps waiting for its own
-//! answer meanwhile (a write's invalidation and a fill do not: the write is done and a fill is
-//! best effort) and uses it if it comes. A check without an answer starts the cool-down and
-//! releases the reads still waiting; until Redis answers again, a timeout then starts the
-//! cool-down at once (and another check). So a Redis that hangs costs the reads of its first
-//! moments up to a cool-down each, and then one timeout per cool-down.
+//! instead, a `PING` given as long as the cool-down to answer, sent from a thread and a
+//! connection of its own (the busy runtime would read its answer late too). Every command keeps
+//! waiting for its own answer meanwhile, and uses it if it comes: it must, because redis'
+//! multiplexed connection never sends a command whose caller stopped waiting before it was
+//! written (a fill given up under load was never made, and every read of that cart went on
+//! missing). A write waits for its tombstone only the timeout; the tombstone's own task waits
+//! on. A check without an answer starts the cool-down and releases the calls still waiting;
+//! until Redis answers again, a timeout then starts the cool-down at once (and another check).
+//! So a Redis that hangs costs the calls of its first moments up to a cool-down each, and then
+//! one timeout per cool-down. A call that waits the whole cool-down without an answer while the
+//! check finds Redis answering starts the cool-down too: the shared connection may be dead
+//! (half-open) while Redis is fine, and bypassing is cheaper than a cool-down's wait per call.
 //!
 //! A read that misses loads the cart once for every read of that cart that misses meanwhile
 //! ([`CartCache::load_once`]): without it, a cold cache under load sends each read of a cart to
 //! PostgreSQL, and at thousands of reads a second the pool's backlog fails them (the `capacity`
 //! load profile's stampede at GetCart's start).
 //!
-//! A tombstone that cannot be written is remembered in this process; until it lands, reads of
-//! that cart skip the cache and the next successful fill of the current version overwrites the
-//! stale entry. Another process may still read that stale entry until it expires (`ttl`), which
-//! bounds the staleness after an outage.
+//! A tombstone is remembered in this process from before it is sent until it is known to have
+//! landed; meanwhile reads of that cart skip the cache, and if it never lands, the next
+//! successful fill of the current version overwrites the stale entry. Another process may
+//! still read that stale entry until it expires (`ttl`), which bounds the staleness after an
+//! outage.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -84,7 +91,8 @@ pub struct CacheConfig {
     /// How long an entry (or tombstone) lives.
     pub ttl: Duration,
     /// How long a Redis round trip may take, including (re)connecting, before Redis is
-    /// checked (a read keeps waiting for its answer up to `cooldown`).
+    /// checked (the call keeps waiting for its answer up to `cooldown`; a write waits for its
+    /// tombstone only this long).
     pub timeout: Duration,
     /// How long the cache is bypassed after a failure; also how long the check after a
     /// timeout waits for Redis to answer.
@@ -110,7 +118,8 @@ impl CacheConfig {
 pub struct CacheStats {
     /// Reads answered from Redis.
     pub hits: u64,
-    /// Reads that found no current entry (absent, or a tombstone) and went to PostgreSQL.
+    /// Reads that found no current entry (absent, or a tombstone) and went to PostgreSQL (or
+    /// joined a load of the cart under way, see [`CartCache::load_once`]).
     pub misses: u64,
     /// Redis operations that failed (connection, timeout, script or decoding errors).
     pub errors: u64,
@@ -278,9 +287,12 @@ impl CartCache {
         }
     }
 
-    /// Runs `load` (a read of the cart from PostgreSQL, and the fill of the cache) once for all
-    /// the reads of the cart that call this while it runs: a read that finds a load of its cart
-    /// under way waits for that load's result (or error) instead of starting another. If the
+    /// Runs `load` (a read of the cart from PostgreSQL) once for all the reads of the cart that
+    /// call this while it runs, and fills the cache with its cart: a read that finds a load of
+    /// its cart under way waits for that load's result (or error) instead of starting another.
+    /// The read that ran the load fills the cache after the others have their cart (a fill may
+    /// wait for Redis as long as the cool-down), and returns once it has landed, so that its
+    /// caller's next read hits. If the
     /// read running the load is dropped (its caller went away), a waiting read runs its own
     /// `load` in its place. A write ends the sharing: [`CartCache::invalidate`] forgets the load
     /// under way, so a read that starts after a write returned runs a load of its own, and never
@@ -326,7 +338,14 @@ impl CartCache {
                 loads.remove(&(tenant, user));
             }
         }
-        own.unwrap_or_else(|| shared.map_err(|error| error.replica()))
+        match own {
+            Some(Ok(cart)) => {
+                self.fill(tenant, user, &cart).await;
+                Ok(cart)
+            }
+            Some(Err(error)) => Err(error),
+            None => shared.map_err(|error| error.replica()),
+        }
     }
 
     /// Caches `cart`, read from PostgreSQL at `cart.version`, unless a newer version is known.
@@ -384,15 +403,19 @@ impl CartCache {
             return;
         }
         let key = self.key(tenant, user);
+        // Remembered until the tombstone is known to have landed, from before it is sent: if
+        // the write is dropped while it waits below, or the tombstone never lands, reads of the
+        // cart in this process still skip the stale entry.
+        self.remember(&key, version);
         if !self.cooling_down() {
             // On a task of its own, which waits for a late answer: the write waits only the
             // timeout, but the tombstone is still made if Redis is merely slow (a command whose
             // caller went away before the multiplexed connection wrote it is never sent).
             let cache = self.clone();
             let tombstone = key.clone();
-            let mut landed = tokio::spawn(async move {
+            let mut landing = tokio::spawn(async move {
                 let Some(redis) = cache.0.redis.as_ref() else {
-                    return false;
+                    return;
                 };
                 let mut cmd = redis::cmd("EVAL");
                 cmd.arg(INVALIDATE)
@@ -400,37 +423,39 @@ impl CartCache {
                     .arg(&tombstone)
                     .arg(version)
                     .arg(cache.0.ttl_ms);
-                let landed = cache.run::<i64>(redis, &cmd).await.is_some();
-                if landed {
+                if cache.run::<i64>(redis, &cmd).await.is_some() {
                     cache.settle(&tombstone, version);
                 }
-                landed
             });
-            if let Ok(Ok(true)) = tokio::time::timeout(self.0.timeout, &mut landed).await {
-                return;
-            }
-            // Not known to have landed: remembered below. If it lands later, its task forgets
-            // it (or, if it landed in between, the next fill of the cart does).
+            // The task forgets the pending tombstone when it lands; a write that returns
+            // before that leaves it remembered.
+            let _ = tokio::time::timeout(self.0.timeout, &mut landing).await;
         } else {
             self.0.bypassed.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// Remembers that the entry of `key` is older than `version` until a tombstone or a fill of
+    /// that version or newer lands (see `settle`).
+    fn remember(&self, key: &str, version: i64) {
         let mut pending = self
             .0
             .pending
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if pending.len() < MAX_PENDING || pending.contains_key(&key) {
-            let entry = pending.entry(key).or_insert(version);
+        if pending.len() < MAX_PENDING || pending.contains_key(key) {
+            let entry = pending.entry(key.to_owned()).or_insert(version);
             *entry = (*entry).max(version);
         }
     }
 
     /// Runs one command. An error is counted, starts a cool-down and is answered with `None`.
-    /// A command unanswered after the timeout is counted as an error and starts a check of
-    /// whether Redis is there at all (unless a check already found it silent: then the
-    /// cool-down starts at once); the call keeps waiting for its answer until the cool-down has
-    /// passed or a check finds Redis silent, and uses a late answer. (It must: the multiplexed
-    /// connection never sends a command whose caller stopped waiting before it was written.)
+    /// A command unanswered after the timeout starts a check of whether Redis is there at all
+    /// (unless a check already found it silent: then the cool-down starts at once); the call
+    /// keeps waiting for its answer until a check finds Redis silent or the cool-down has
+    /// passed (then the cool-down starts), and uses a late answer (counted in `late`). It must
+    /// wait: the multiplexed connection never sends a command whose caller stopped waiting
+    /// before it was written.
     async fn run<T: redis::FromRedisValue>(
         &self,
         redis: &ConnectionManager,
@@ -476,7 +501,16 @@ impl CartCache {
         }
         let rest = self.0.cooldown.saturating_sub(self.0.timeout);
         let answer = tokio::select! {
-            answer = tokio::time::timeout(rest, &mut query) => answer.ok(),
+            answer = tokio::time::timeout(rest, &mut query) => match answer {
+                Ok(answer) => Some(answer),
+                Err(_) => {
+                    // Whatever the check finds: a dead (half-open) shared connection never
+                    // answers while Redis answers a new one, and bypassing costs less than a
+                    // cool-down's wait per call.
+                    self.cool_down("no answer within the cool-down");
+                    None
+                }
+            },
             // The check found Redis silent: the cool-down has started.
             _ = silenced.changed() => None,
         };
@@ -494,10 +528,8 @@ impl CartCache {
                 None
             }
             None => {
-                // Given up: the check found Redis silent, or answering (the cache stays on,
-                // and the next read asks again).
+                // Given up, and the cool-down has started.
                 self.0.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!("a Redis cart cache read got no answer within the cool-down");
                 None
             }
         }
