@@ -828,6 +828,23 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_write_that_stops_waiting_for_its_tombstone_leaves_it_remembered() {
+        // A server that accepts connections (the kernel does) and never answers: a hung Redis.
+        let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config = CacheConfig::new(format!("redis://{}/", hung.local_addr().unwrap()), "t:");
+        let cache = CartCache::connect(&config).unwrap();
+        let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+        let mut write = Box::pin(cache.invalidate(tenant, user, 9));
+        assert!(futures::poll!(&mut write).is_pending());
+        // The write's caller goes away while it waits for the tombstone.
+        drop(write);
+        assert_eq!(cache.pending_version(&cache.key(tenant, user)), Some(9));
+        // So reads of the cart skip the (possibly stale) entry.
+        assert!(cache.get(tenant, user).await.is_none());
+        assert_eq!(cache.stats().bypassed, 1);
+    }
+
+    #[tokio::test]
     async fn an_unreachable_server_costs_one_timeout_per_cooldown() {
         // Port 1 on localhost refuses connections, like a stopped Redis.
         let mut config = CacheConfig::new("redis://127.0.0.1:1/", "t:");
