@@ -328,6 +328,8 @@ impl CartCache {
             })
             .await
             .clone();
+        // If every read of a load is dropped before it ends, its entry stays, uninitialised,
+        // until the cart is read (which runs the load) or written: at most one per cart.
         {
             let mut loads = self.0.loads.lock().unwrap_or_else(PoisonError::into_inner);
             // Unless a write already forgot it (and a new load may have taken its place).
