@@ -412,31 +412,32 @@ impl CartCache {
         // the write is dropped while it waits below, or the tombstone never lands, reads of the
         // cart in this process still skip the stale entry.
         self.remember(&key, version);
-        if !self.cooling_down() {
-            // On a task of its own, which waits for a late answer: the write waits only the
-            // timeout, but the tombstone is still made if Redis is merely slow (a command whose
-            // caller went away before the multiplexed connection wrote it is never sent).
-            let cache = self.clone();
-            let tombstone = key.clone();
-            let mut landing = tokio::spawn(async move {
-                let Some(redis) = cache.0.redis.as_ref() else {
-                    return;
-                };
-                let mut cmd = redis::cmd("EVAL");
-                cmd.arg(INVALIDATE)
-                    .arg(1)
-                    .arg(&tombstone)
-                    .arg(version)
-                    .arg(cache.0.ttl_ms);
-                if cache.run::<i64>(redis, &cmd).await.is_some() {
-                    cache.settle(&tombstone, version);
-                }
-            });
-            // The task forgets the pending tombstone when it lands; a write that returns
-            // before that leaves it remembered.
-            let _ = tokio::time::timeout(self.0.timeout, &mut landing).await;
-        } else {
+        if self.cooling_down() {
             self.0.bypassed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // The write waits for its tombstone only the timeout. The tombstone is still made if
+        // Redis is merely slow, or if the write's caller goes away meanwhile (a command whose
+        // caller stopped waiting before the multiplexed connection wrote it is never sent):
+        // what is left of it then goes on in a task of its own. Polled here first, so that
+        // the common case (an answer within the timeout) spawns nothing.
+        let mut landing = Landing(Some(Box::pin(self.clone().land(key, version))));
+        let _ = tokio::time::timeout(self.0.timeout, &mut landing).await;
+    }
+
+    /// Sends the tombstone of `version` and forgets it as pending once it has landed.
+    async fn land(self, key: String, version: i64) {
+        let Some(redis) = self.0.redis.as_ref() else {
+            return;
+        };
+        let mut cmd = redis::cmd("EVAL");
+        cmd.arg(INVALIDATE)
+            .arg(1)
+            .arg(&key)
+            .arg(version)
+            .arg(self.0.ttl_ms);
+        if self.run::<i64>(redis, &cmd).await.is_some() {
+            self.settle(&key, version);
         }
     }
 
@@ -647,6 +648,40 @@ impl CartCache {
             .unwrap_or_else(PoisonError::into_inner);
         if pending.get(key).is_some_and(|&stale| stale <= version) {
             pending.remove(key);
+        }
+    }
+}
+
+/// A tombstone being sent: polled by the write, and if the write stops polling it before it is
+/// done (its timeout, or its caller went away), handed to a task of its own when dropped.
+struct Landing(Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>);
+
+impl Future for Landing {
+    type Output = ();
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let Some(landing) = self.0.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        let poll = landing.as_mut().poll(cx);
+        if poll.is_ready() {
+            self.0 = None;
+        }
+        poll
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if let Some(landing) = self.0.take() {
+            // Outside a runtime (it is shutting down) there is nothing left to send it on; the
+            // tombstone stays remembered in this process.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(landing);
+            }
         }
     }
 }

@@ -406,6 +406,25 @@ async fn a_slow_redis_keeps_the_cache_and_a_silent_one_turns_it_off() -> anyhow:
         "a slow Redis is still used: {after:?}"
     );
 
+    // A write whose caller goes away while it waits for its tombstone (tonic drops a call's
+    // future when its client cancels) still makes the tombstone: the rest of it goes on in a
+    // task of its own. Dropped with its command handed to the connection but not yet written,
+    // the command would never be sent, and other processes would read the stale entry.
+    proxy.delay(Duration::from_millis(300));
+    let mut write = Box::pin(cache.invalidate(tenant, user, 5));
+    assert!(futures::poll!(&mut write).is_pending(), "the write waits");
+    drop(write);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut direct = redis::Client::open(namespace.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let landed: Option<i64> = redis::cmd("HGET")
+        .arg(cache.key(tenant, user))
+        .arg("v")
+        .query_async(&mut direct)
+        .await?;
+    assert_eq!(landed, Some(5), "the dropped write's tombstone landed");
+
     // Silent: no answer at all. The read gives up after the cool-down (1 s); the check's PING
     // gets no answer either and starts the cool-down, in which calls skip Redis.
     proxy.delay(Duration::from_secs(30));
