@@ -153,14 +153,16 @@ impl Carts {
                     Operation::AddItem,
                     Replay::Write,
                     |mut connection| async move {
-                        sqlx::query_as("SELECT * FROM commerce_add_item($1, $2, $3, $4, $5)")
-                            .bind(tenant)
-                            .bind(user)
-                            .bind(product)
-                            .bind(i32::from(quantity.0))
-                            .bind(Quantity::MAX as i32)
-                            .fetch_all(&mut *connection)
-                            .await
+                        let result =
+                            sqlx::query_as("SELECT * FROM commerce_add_item($1, $2, $3, $4, $5)")
+                                .bind(tenant)
+                                .bind(user)
+                                .bind(product)
+                                .bind(i32::from(quantity.0))
+                                .bind(Quantity::MAX as i32)
+                                .fetch_all(&mut *connection)
+                                .await;
+                        (connection, result)
                     },
                 )
                 .await
@@ -194,12 +196,14 @@ impl Carts {
                     Operation::RemoveItem,
                     Replay::Write,
                     |mut connection| async move {
-                        sqlx::query_as("SELECT * FROM commerce_remove_item($1, $2, $3)")
-                            .bind(tenant)
-                            .bind(user)
-                            .bind(product)
-                            .fetch_all(&mut *connection)
-                            .await
+                        let result =
+                            sqlx::query_as("SELECT * FROM commerce_remove_item($1, $2, $3)")
+                                .bind(tenant)
+                                .bind(user)
+                                .bind(product)
+                                .fetch_all(&mut *connection)
+                                .await;
+                        (connection, result)
                     },
                 )
                 .await
@@ -249,11 +253,12 @@ impl Carts {
                     Operation::ClearCart,
                     Replay::Write,
                     |mut connection| async move {
-                        sqlx::query_scalar("SELECT commerce_clear_cart($1, $2)")
+                        let result = sqlx::query_scalar("SELECT commerce_clear_cart($1, $2)")
                             .bind(tenant)
                             .bind(user)
                             .fetch_one(&mut *connection)
-                            .await
+                            .await;
+                        (connection, result)
                     },
                 )
                 .await?;
@@ -342,18 +347,19 @@ async fn load(
         Operation::LoadCart,
         Replay::Read,
         |mut connection| async move {
-            sqlx::query_as(
+            let result = sqlx::query_as(
                 "SELECT c.version, i.product_id, p.sku, p.name, p.price_cents, i.quantity, p.active
-                 FROM carts c
-                 LEFT JOIN cart_items i ON i.tenant_id = c.tenant_id AND i.user_id = c.user_id
-                 LEFT JOIN products p ON p.tenant_id = i.tenant_id AND p.id = i.product_id
-                 WHERE c.tenant_id = $1 AND c.user_id = $2
-                 ORDER BY i.product_id",
+                     FROM carts c
+                     LEFT JOIN cart_items i ON i.tenant_id = c.tenant_id AND i.user_id = c.user_id
+                     LEFT JOIN products p ON p.tenant_id = i.tenant_id AND p.id = i.product_id
+                     WHERE c.tenant_id = $1 AND c.user_id = $2
+                     ORDER BY i.product_id",
             )
             .bind(tenant)
             .bind(user)
             .fetch_all(&mut *connection)
-            .await
+            .await;
+            (connection, result)
         },
     )
     .await?;

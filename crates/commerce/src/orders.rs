@@ -262,13 +262,15 @@ impl Orders {
                     Operation::CreateOrder,
                     Replay::Write,
                     |mut connection| async move {
-                        sqlx::query_as("SELECT * FROM commerce_create_order($1, $2, $3, $4)")
-                            .bind(tenant)
-                            .bind(user)
-                            .bind(id)
-                            .bind(key)
-                            .fetch_all(&mut *connection)
-                            .await
+                        let result =
+                            sqlx::query_as("SELECT * FROM commerce_create_order($1, $2, $3, $4)")
+                                .bind(tenant)
+                                .bind(user)
+                                .bind(id)
+                                .bind(key)
+                                .fetch_all(&mut *connection)
+                                .await;
+                        (connection, result)
                     },
                 )
                 .await
@@ -334,20 +336,21 @@ impl Orders {
                     Operation::GetOrder,
                     Replay::Read,
                     |mut connection| async move {
-                        sqlx::query_as(
-                        "SELECT o.id AS order_id, o.user_id, o.status, o.created_at, o.total_cents,
-                                i.product_id, i.sku, i.name, i.unit_price_cents, i.quantity
-                         FROM orders o
-                         LEFT JOIN order_items i ON i.tenant_id = o.tenant_id AND i.order_id = o.id
-                         WHERE o.tenant_id = $1 AND o.id = $2
-                           AND ($3::uuid IS NULL OR o.user_id = $3)
-                         ORDER BY i.product_id",
-                    )
-                    .bind(tenant)
-                    .bind(id)
-                    .bind(owner)
-                    .fetch_all(&mut *connection)
-                    .await
+                        let result = sqlx::query_as(
+                            "SELECT o.id AS order_id, o.user_id, o.status, o.created_at, o.total_cents,
+                                    i.product_id, i.sku, i.name, i.unit_price_cents, i.quantity
+                             FROM orders o
+                             LEFT JOIN order_items i ON i.tenant_id = o.tenant_id AND i.order_id = o.id
+                             WHERE o.tenant_id = $1 AND o.id = $2
+                               AND ($3::uuid IS NULL OR o.user_id = $3)
+                             ORDER BY i.product_id",
+                        )
+                        .bind(tenant)
+                        .bind(id)
+                        .bind(owner)
+                        .fetch_all(&mut *connection)
+                        .await;
+                        (connection, result)
                     },
                 )
                 .await?;
@@ -412,10 +415,11 @@ impl Orders {
                             query = query.bind(after.created_at).bind(after.id);
                         }
                         // One more than a page tells whether another page follows.
-                        query
+                        let result = query
                             .bind(i64::from(size.get()) + 1)
                             .fetch_all(&mut *connection)
-                            .await
+                            .await;
+                        (connection, result)
                     },
                 )
                 .await?;

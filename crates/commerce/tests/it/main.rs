@@ -12,6 +12,7 @@ mod orders;
 mod outage;
 mod pagination;
 mod policy;
+mod pool;
 mod server;
 mod support;
 mod tenancy;
