@@ -677,8 +677,9 @@ impl Future for Landing {
 impl Drop for Landing {
     fn drop(&mut self) {
         if let Some(landing) = self.0.take() {
-            // Outside a runtime (it is shutting down) there is nothing left to send it on; the
-            // tombstone stays remembered in this process.
+            // Outside a tokio runtime there is nothing to send it on, and a runtime shutting
+            // down cancels the task at once: then the tombstone stays remembered in this
+            // process only.
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 runtime.spawn(landing);
             }

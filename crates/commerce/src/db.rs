@@ -18,15 +18,19 @@
 //! each with cold caches: measured with the cart suite, `cart/add_item` took 580-780 µs with the
 //! pool of 20 and 380-400 µs with a pool of 2, in the same run (the statement's own time in
 //! `pg_stat_statements`: 340 µs against 90 µs in a loop on one connection). So the services keep
-//! the connections their statements just used ([`HOT`] at most, per [`Breaker`], that is per
-//! pool) and take those first, the most recently used first, as PgBouncer reuses server
-//! connections by default. Only a connection whose statement succeeded is kept; one is kept only
-//! while the pool has idle connections of its own and no call of the services waits for one, so
-//! that no call of the services waits for a connection that sits here; every
-//! [`HAND_BACK_EVERY`], if the pool has no idle connection, the kept ones go back to it (another
-//! user of the pool may be waiting); a kept connection idle for [`PING_IDLE_AFTER`] is pinged
-//! before use, as the pool does; and when the pool closes, the kept ones are handed back (its
-//! `close` waits for them).
+//! the connections their statements just used ([`HOT`] at most per [`Breaker`]: the services
+//! that `Commerce::new` builds share one per pool) and take those first, the most recently used
+//! first, as PgBouncer reuses server connections by default. Only a connection whose statement
+//! succeeded is kept; one is kept only while the pool has idle connections of its own and no
+//! call of the breaker's services waits for one, so that none of them waits for a connection
+//! that sits here. Every [`HAND_BACK_EVERY`] a task hands the kept ones back to the pool if it
+//! has no idle connection (another user of the pool, e.g. the services of another breaker, may
+//! be waiting: it waits up to that long), and hands back those unused for [`PING_IDLE_AFTER`];
+//! every [`RETURN_ALL_EVERY`] it hands all of them back, so that the pool's rules on return
+//! (`max_lifetime`, `after_release`) apply to them too; at the pool's close it hands them back
+//! at once (`close` waits for them). A kept connection skips what the pool does when it hands
+//! one out (its `before_acquire`): it is pinged, within the acquire timeout, only if it was
+//! kept longer than [`PING_IDLE_AFTER`], as `pool_options`' own check does.
 //!
 //! # The breaker
 //!
@@ -71,6 +75,10 @@ pub const HOT: usize = 4;
 
 /// How often the kept connections are handed back to a pool that has no idle connection left.
 pub const HAND_BACK_EVERY: Duration = Duration::from_millis(50);
+
+/// How often every kept connection is handed back to the pool, used or not, so that the pool's
+/// rules on return (`max_lifetime`) apply to them too.
+pub const RETURN_ALL_EVERY: Duration = Duration::from_secs(60);
 
 /// The pool options every user of the commerce services should start from: no ping on every
 /// checkout, a ping after [`PING_IDLE_AFTER`] of idleness (see the module docs).
@@ -257,6 +265,19 @@ struct Inner {
     waiting: AtomicUsize,
     /// Whether a task hands the kept connections back when the pool closes.
     watching: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // A kept connection dropped returns to its pool from a spawned task, which needs a
+        // runtime; outside one, it is detached from the pool (and closed) instead.
+        if tokio::runtime::Handle::try_current().is_err() {
+            let hot = self.hot.get_mut().unwrap_or_else(PoisonError::into_inner);
+            for (connection, _) in hot.drain(..) {
+                drop(connection.detach());
+            }
+        }
+    }
 }
 
 /// What the breaker did so far.
@@ -455,11 +476,17 @@ async fn acquire(pool: &PgPool) -> Result<PoolConnection<Postgres>, sqlx::Error>
         if kept.elapsed() <= PING_IDLE_AFTER {
             return Ok(connection);
         }
-        // As the pool's `before_acquire` does for its own idle connections.
-        match connection.ping().await {
-            Ok(()) => return Ok(connection),
-            Err(error) => {
+        // As the pool's `before_acquire` does for its own idle connections, and within the
+        // pool's acquire timeout, as there (a half-open connection would not answer at all).
+        let limit = pool.options().get_acquire_timeout();
+        match tokio::time::timeout(limit, connection.ping()).await {
+            Ok(Ok(())) => return Ok(connection),
+            Ok(Err(error)) => {
                 tracing::debug!(%error, "a kept connection failed its ping; closing it");
+                connection.close_on_drop();
+            }
+            Err(_) => {
+                tracing::debug!("a kept connection did not answer its ping; closing it");
                 connection.close_on_drop();
             }
         }
@@ -529,6 +556,12 @@ impl Breaker {
                 return;
             }
             hot.push((connection, Instant::now()));
+            // The pool closed since `release` looked: its `close` waits for this connection,
+            // and the task that hands the kept ones back at the close may be gone already.
+            if pool.is_closed() {
+                hot.clear();
+                return;
+            }
         }
         // A call that started looking after the check above, and found nothing kept, waits in
         // the pool: it gets this connection from there.
@@ -539,11 +572,14 @@ impl Breaker {
     }
 
     /// Once per breaker: a task that hands the kept connections back to the pool when it
-    /// closes (the pool's `close` waits for every connection it handed out), and whenever the
-    /// pool has no idle connection left at one of its looks ([`HAND_BACK_EVERY`]): a caller of
-    /// the pool that is not one of these services (another breaker's, a direct user) may be
-    /// waiting for one. It holds the breaker weakly and ends with it (a breaker dropped hands
-    /// its connections back by dropping them).
+    /// closes (the pool's `close` waits for every connection it handed out); whenever the pool
+    /// has no idle connection left at one of its looks ([`HAND_BACK_EVERY`]), since a user of
+    /// the pool other than these services (another breaker's, a direct one) may be waiting for
+    /// one; those kept unused for [`PING_IDLE_AFTER`] (a quiet service does not hold them); and
+    /// all of them every [`RETURN_ALL_EVERY`], so that the pool applies its own rules on
+    /// return (`max_lifetime`) to connections that are reused all the time. It holds the
+    /// breaker weakly and ends with it (a breaker dropped hands its connections back by
+    /// dropping them).
     fn watch(&self, pool: &PgPool) {
         if self.inner.watching.swap(true, Ordering::AcqRel) {
             return;
@@ -552,32 +588,53 @@ impl Breaker {
             self.inner.watching.store(false, Ordering::Release);
             return;
         };
+        /// Lets the next kept connection start another task if this one ends for any reason
+        /// (its runtime shut down, say).
+        struct Watching(Weak<Inner>);
+        impl Drop for Watching {
+            fn drop(&mut self) {
+                if let Some(inner) = self.0.upgrade() {
+                    inner.watching.store(false, Ordering::Release);
+                }
+            }
+        }
         let pool = pool.clone();
-        let weak = Arc::downgrade(&self.inner);
+        let watching = Watching(Arc::downgrade(&self.inner));
         runtime.spawn(async move {
             let mut closed = std::pin::pin!(pool.close_event());
             let mut every = tokio::time::interval(HAND_BACK_EVERY);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut all_since = Instant::now();
             loop {
                 let closing = tokio::select! {
                     () = &mut closed => true,
                     _ = every.tick() => false,
                 };
-                let Some(inner) = weak.upgrade() else {
+                let Some(inner) = watching.0.upgrade() else {
                     return;
                 };
-                if closing || pool.num_idle() == 0 {
-                    inner
-                        .hot
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .clear();
+                let mut hot = inner.hot.lock().unwrap_or_else(PoisonError::into_inner);
+                if closing || pool.num_idle() == 0 || all_since.elapsed() >= RETURN_ALL_EVERY {
+                    hot.clear();
+                    all_since = Instant::now();
+                } else {
+                    hot.retain(|(_, kept)| kept.elapsed() < PING_IDLE_AFTER);
                 }
+                drop(hot);
                 if closing {
                     return;
                 }
             }
         });
+    }
+
+    /// How many connections are kept for reuse now.
+    pub fn kept(&self) -> usize {
+        self.inner
+            .hot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 }
 

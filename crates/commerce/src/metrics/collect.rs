@@ -239,10 +239,11 @@ impl Collector for StateCollector {
             evaluations,
             failures,
         ] = &STATE;
-        // Both are read without a lock, so they may disagree by a connection taken between the
-        // two reads; `in_use` must never go negative.
+        // Read without a lock, so they may disagree by a connection taken between the reads;
+        // `in_use` must never go negative. The connections the services keep for reuse
+        // (`commerce::db`) are checked out of the pool but idle.
         let size = self.pool.size();
-        let idle_now = u32::try_from(self.pool.num_idle())
+        let idle_now = u32::try_from(self.pool.num_idle() + self.breaker.kept())
             .unwrap_or(u32::MAX)
             .min(size);
         let breaker = self.breaker.stats();

@@ -65,8 +65,11 @@ async fn a_kept_connection_goes_back_to_a_pool_user_that_waits_for_it() -> anyho
         .carts
         .add_item(tenant, user, products[0], Quantity::clamped(1))
         .await?;
-    // Someone else takes every connection the pool has: one of them sits with the services
-    // (kept after the statement), and is handed back within moments.
+    // One connection is kept by the services, the others idle in the pool.
+    assert_eq!(env.commerce.carts.breaker().kept(), 1);
+    assert_eq!(env.pool.num_idle() as u32, max - 1);
+    // Someone else takes every connection the pool has: the kept one is handed back within
+    // moments.
     let all = async {
         let mut held = Vec::new();
         for _ in 0..max {
