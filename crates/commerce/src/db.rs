@@ -69,7 +69,7 @@ use crate::metrics::Metrics;
 /// A pooled connection idle for longer than this is pinged before it is handed out.
 pub const PING_IDLE_AFTER: Duration = Duration::from_secs(10);
 
-/// At most this many connections are kept for reuse, most recently used first, per pool (see
+/// At most this many connections are kept for reuse, most recently used first, per breaker (see
 /// the module docs).
 pub const HOT: usize = 4;
 
