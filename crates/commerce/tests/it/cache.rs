@@ -12,7 +12,7 @@ use commerce::cart::Cart;
 use commerce::grpc::identity::request;
 use commerce::grpc::proto::{AddItemRequest, GetCartRequest};
 use commerce::ids::{TenantId, UserId};
-use provision::RedisServer;
+use provision::{RedisNamespace, RedisServer};
 use redis::AsyncCommands as _;
 use sqlx::Connection as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -333,14 +333,21 @@ impl SlowProxy {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_redis_keeps_the_cache_and_a_silent_one_turns_it_off() -> anyhow::Result<()> {
-    let namespace = provision::shared()?.redis_namespace();
+/// A cart cache reaching `namespace`'s Redis through a [`SlowProxy`] (no delay yet), with a
+/// 100 ms timeout and a 1 s cool-down.
+async fn slow_cache(namespace: &RedisNamespace) -> anyhow::Result<(SlowProxy, CartCache)> {
     let proxy = SlowProxy::start(namespace.url()).await?;
     let mut config = CacheConfig::new(&proxy.url, namespace.prefix());
     config.timeout = Duration::from_millis(100);
     config.cooldown = Duration::from_secs(1);
     let cache = CartCache::connect(&config)?;
+    Ok((proxy, cache))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_keeps_the_cache_and_a_silent_one_turns_it_off() -> anyhow::Result<()> {
+    let namespace = provision::shared()?.redis_namespace();
+    let (proxy, cache) = slow_cache(&namespace).await?;
     let (tenant, user) = (TenantId::new_random(), UserId::new_random());
     // Connected and answering (the first connection may take longer than the timeout on a busy
     // machine; then the next call connects again).
@@ -469,11 +476,7 @@ async fn a_slow_redis_keeps_the_cache_and_a_silent_one_turns_it_off() -> anyhow:
 #[tokio::test(flavor = "current_thread")]
 async fn a_write_whose_caller_goes_away_still_makes_its_tombstone() -> anyhow::Result<()> {
     let namespace = provision::shared()?.redis_namespace();
-    let proxy = SlowProxy::start(namespace.url()).await?;
-    let mut config = CacheConfig::new(&proxy.url, namespace.prefix());
-    config.timeout = Duration::from_millis(100);
-    config.cooldown = Duration::from_secs(1);
-    let cache = CartCache::connect(&config)?;
+    let (proxy, cache) = slow_cache(&namespace).await?;
     let (tenant, user) = (TenantId::new_random(), UserId::new_random());
     let mut direct = redis::Client::open(namespace.url())?
         .get_multiplexed_async_connection()

@@ -20,17 +20,22 @@ async fn backends_that_ran(env: &Env, needle: &str) -> anyhow::Result<i64> {
     .await?)
 }
 
+/// Opens every connection the pool may have and leaves them idle in it.
+async fn open_every_connection(env: &Env) -> anyhow::Result<()> {
+    let mut held = Vec::new();
+    for _ in 0..env.pool.options().get_max_connections() {
+        held.push(env.pool.acquire().await?);
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statements_one_after_another_reuse_one_connection() -> anyhow::Result<()> {
     let env = Env::new().await?;
     let tenant = TenantId::new_random();
     let products = env.products(tenant, &[(100, 1000)]).await?;
     // Every connection of the pool (10) open and idle.
-    let mut held = Vec::new();
-    for _ in 0..env.pool.options().get_max_connections() {
-        held.push(env.pool.acquire().await?);
-    }
-    drop(held);
+    open_every_connection(&env).await?;
     let user = UserId::new_random();
     for _ in 0..20 {
         env.commerce
@@ -55,11 +60,7 @@ async fn a_kept_connection_goes_back_to_a_pool_user_that_waits_for_it() -> anyho
     let tenant = TenantId::new_random();
     let products = env.products(tenant, &[(100, 1000)]).await?;
     let max = env.pool.options().get_max_connections();
-    let mut held = Vec::new();
-    for _ in 0..max {
-        held.push(env.pool.acquire().await?);
-    }
-    drop(held);
+    open_every_connection(&env).await?;
     let user = UserId::new_random();
     env.commerce
         .carts
