@@ -1,5 +1,5 @@
-//! Allocations and instructions per decision of the shipped policies: decides the suite's RBAC
-//! (or tenancy) requests N times after one warm-up round, and prints the allocations and bytes
+//! Allocations and instructions per decision of the shipped policies (or those of a directory):
+//! decides the suite's RBAC (or tenancy) requests N times after one warm-up round, and prints the allocations and bytes
 //! per decision, counted by the harness' counting allocator. Small enough to run under
 //! callgrind, where the difference of two runs (N and 1) is the cost of N − 1 rounds:
 //!
@@ -28,10 +28,14 @@ fn main() -> ExitCode {
         Some("tenancy") => policy::tenancy_requests(),
         Some(_) => return usage(),
     };
-    let policies = match authz::PolicySet::shipped() {
+    let policies = match args.next() {
+        None => authz::PolicySet::shipped(),
+        Some(dir) => authz::PolicySet::load_dir(dir),
+    };
+    let policies = match policies {
         Ok(policies) => policies,
         Err(error) => {
-            eprintln!("profile: the shipped policies do not compile: {error}");
+            eprintln!("profile: the policies do not compile: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -56,6 +60,9 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: profile [ROUNDS] [rbac|tenancy]   (ROUNDS: a positive number, default 100)");
+    eprintln!(
+        "usage: profile [ROUNDS] [rbac|tenancy] [DIR]   (ROUNDS: a positive number, default \
+         100; DIR: a policy directory, default the shipped policies)"
+    );
     ExitCode::from(2)
 }
