@@ -71,9 +71,10 @@ thread_local! {
     static MY_SLOT: Cell<usize> = const { Cell::new(UNASSIGNED) };
 }
 
+/// This thread's slot, given it on first use (`UNASSIGNED` while the thread is being torn down).
 #[inline]
-fn count(bytes: usize) {
-    let slot = MY_SLOT
+fn my_slot() -> usize {
+    MY_SLOT
         .try_with(|slot| {
             let mut index = slot.get();
             if index == UNASSIGNED {
@@ -82,7 +83,12 @@ fn count(bytes: usize) {
             }
             index
         })
-        .unwrap_or(UNASSIGNED);
+        .unwrap_or(UNASSIGNED)
+}
+
+#[inline]
+fn count(bytes: usize) {
+    let slot = my_slot();
     // `usize` always fits in `u64` on the platforms Rust supports.
     let bytes = bytes as u64;
     match OWNED.get(slot) {
@@ -189,6 +195,20 @@ pub fn counts() -> AllocationCounts {
         })
 }
 
+/// The totals since this thread started, counted by this thread alone: what a benchmark that
+/// runs entirely on the calling thread allocates, whatever other threads do meanwhile. Zero if
+/// [`CountingAllocator`] is not the global allocator; a thread past the first [`SLOTS`] shares
+/// its counters, so it gets the process-wide [`counts`] instead (never less than its own).
+pub fn counts_of_this_thread() -> AllocationCounts {
+    match OWNED.get(my_slot()) {
+        Some(owned) => AllocationCounts {
+            allocations: owned.allocations.load(Ordering::Relaxed),
+            bytes: owned.bytes.load(Ordering::Relaxed),
+        },
+        None => counts(),
+    }
+}
+
 /// Whether [`CountingAllocator`] is this process's global allocator, found by making one small
 /// allocation and seeing whether the counter moved.
 pub fn is_installed() -> bool {
@@ -233,6 +253,40 @@ mod tests {
         let c = exact_counts(|| drop(black_box(Box::new(black_box([7_u8; 24])))));
         assert_eq!(
             c,
+            AllocationCounts {
+                allocations: 1,
+                bytes: 24
+            }
+        );
+    }
+
+    #[test]
+    fn this_threads_counts_leave_out_the_other_threads() {
+        let (start, started) = std::sync::mpsc::channel::<()>();
+        let (finish, finished) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || {
+            let _ = started.recv();
+            // Another thread's allocations while this one measures: 10 of 4 KiB.
+            let kept: Vec<Box<[u8; 4096]>> = (0..10).map(|_| Box::new([1; 4096])).collect();
+            drop(black_box(kept));
+            let _ = finish.send(());
+        });
+        let mine_before = counts_of_this_thread();
+        let all_before = counts();
+        start.send(()).expect("the other thread waits");
+        finished.recv().expect("the other thread allocates");
+        let mine = counts_of_this_thread() - mine_before;
+        let all = counts() - all_before;
+        other.join().expect("the other thread ends");
+        // Only this thread's own requests (none between the two readings but the channel's, if
+        // any), never the other thread's 40 KiB; the process-wide counts do have them.
+        assert!(mine.bytes < 4096, "{mine:?}");
+        assert!(all.bytes >= 10 * 4096, "{all:?}");
+        // And this thread's counts are its allocations, exactly.
+        let before = counts_of_this_thread();
+        drop(black_box(Box::new(black_box([7_u8; 24]))));
+        assert_eq!(
+            counts_of_this_thread() - before,
             AllocationCounts {
                 allocations: 1,
                 bytes: 24

@@ -14,7 +14,8 @@
 //! - `alloc_reference`: building and dropping a small map of strings: the allocator and the
 //!   cache traffic of short-lived objects, the shape of most request handling.
 //!
-//! They are deterministic (fixed seeds) and allocation counts are exact.
+//! They are deterministic (fixed seeds) and allocation counts are exact: they run on the calling
+//! thread alone and only its allocations are counted ([`crate::Group::machine_floor`]).
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -27,9 +28,9 @@ use crate::Group;
 pub fn register(group: &mut Group<'_>) {
     let data = cpu_input();
     let walk = MemoryWalk::new();
-    group.floor("cpu_reference", |b| b.iter(|| cpu(&data)));
-    group.floor("memory_reference", |b| b.iter(|| walk.steps(STEPS)));
-    group.floor("alloc_reference", |b| b.iter(alloc));
+    group.machine_floor("cpu_reference", |b| b.iter(|| cpu(&data)));
+    group.machine_floor("memory_reference", |b| b.iter(|| walk.steps(STEPS)));
+    group.machine_floor("alloc_reference", |b| b.iter(alloc));
 }
 
 const CPU_BYTES: usize = 4096;

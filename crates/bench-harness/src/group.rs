@@ -14,7 +14,7 @@ use criterion::async_executor::AsyncExecutor;
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, SamplingMode, Throughput};
 
-use crate::meter::{CounterSource, Meter};
+use crate::meter::{CounterSource, Counting, Meter};
 use crate::record::{record, record_round_trips};
 use crate::run::{run_is_active, serving};
 
@@ -92,7 +92,12 @@ impl<'c> Group<'c> {
     {
         check_segment("operation", operation);
         let id = format!("{}/{operation}", self.suite);
-        self.measure(id, criterion::BenchmarkId::from_parameter(operation), f)
+        self.measure(
+            id,
+            criterion::BenchmarkId::from_parameter(operation),
+            Counting::Process,
+            f,
+        )
     }
 
     /// Benchmarks `<suite>/<operation>/<parameter>`; the closure captures whatever input the
@@ -106,7 +111,12 @@ impl<'c> Group<'c> {
         let parameter = parameter.to_string();
         check_segment("parameter", &parameter);
         let id = format!("{}/{operation}/{parameter}", self.suite);
-        self.measure(id, criterion::BenchmarkId::new(operation, &parameter), f)
+        self.measure(
+            id,
+            criterion::BenchmarkId::new(operation, &parameter),
+            Counting::Process,
+            f,
+        )
     }
 
     /// Registers the floor `<suite>/floor/<name>`: a reference benchmark that measures the
@@ -119,17 +129,43 @@ impl<'c> Group<'c> {
         self.bench_with_parameter("floor", name, f)
     }
 
+    /// Registers a machine floor (see [`crate::floors`]), `<suite>/floor/<name>`, whose work
+    /// runs on the calling thread alone: only that thread's allocations are counted, so that its
+    /// counts stay exact whatever the suite's fixture does in the background meanwhile (the
+    /// allocations of every other benchmark are counted on every thread, where a runtime's
+    /// workers run its tasks).
+    pub fn machine_floor<F>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        F: FnMut(&mut Bencher<'_, '_>),
+    {
+        check_segment("parameter", name);
+        let id = format!("{}/floor/{name}", self.suite);
+        self.measure(
+            id,
+            criterion::BenchmarkId::new("floor", name),
+            Counting::ThisThread,
+            f,
+        )
+    }
+
     fn measure<F>(
         &mut self,
         id: String,
         criterion_id: criterion::BenchmarkId,
+        counting: Counting,
         mut f: F,
     ) -> &mut Self
     where
         F: FnMut(&mut Bencher<'_, '_>),
     {
         let Some(inner) = self.inner.as_mut() else {
-            crate::serve::benchmark(&id, self.warm_up, self.round_trips.as_deref(), &mut f);
+            crate::serve::benchmark(
+                &id,
+                self.warm_up,
+                self.round_trips.as_deref(),
+                counting,
+                &mut f,
+            );
             return self;
         };
         // Criterion calls the closure only when it measures (or, in test mode, runs once); in
@@ -140,6 +176,7 @@ impl<'c> Group<'c> {
             f(&mut Bencher {
                 mode: Mode::Criterion(b),
                 id: &id,
+                counting,
             });
         });
         if let Some(source) = &self.round_trips
@@ -230,13 +267,15 @@ where
             out: &mut out,
         },
         id,
+        // A counting pass reads the servers' counters, not the allocator.
+        counting: Counting::Process,
     });
     out
 }
 
 /// Runs one slice of `iterations` iterations of benchmark `f`: `None` if `f` did not run a
 /// timing loop.
-pub(crate) fn slice<F>(id: &str, iterations: u64, f: &mut F) -> Option<Slice>
+pub(crate) fn slice<F>(id: &str, iterations: u64, counting: Counting, f: &mut F) -> Option<Slice>
 where
     F: FnMut(&mut Bencher<'_, '_>),
 {
@@ -248,6 +287,7 @@ where
             out: &mut out,
         },
         id,
+        counting,
     });
     let wall_nanos = duration_nanos(wall.elapsed());
     out.map(|mut slice: Slice| {
@@ -282,6 +322,7 @@ enum Mode<'a, 'b> {
 pub struct Bencher<'a, 'b> {
     mode: Mode<'a, 'b>,
     id: &'a str,
+    counting: Counting,
 }
 
 impl Bencher<'_, '_> {
@@ -294,16 +335,17 @@ impl Bencher<'_, '_> {
     /// a slice, once for the counting pass.
     fn drive(&mut self, mut body: impl FnMut(&mut Meter<'_>, u64)) {
         let id = self.id;
+        let counting = self.counting;
         match &mut self.mode {
             Mode::Criterion(b) => b.iter_custom(|iters| {
-                let mut meter = Meter::timed();
+                let mut meter = Meter::timed(counting);
                 body(&mut meter, iters);
                 let (elapsed, allocations) = meter.timing();
                 record(id, iters, allocations);
                 elapsed
             }),
             Mode::Slice { iterations, out } => {
-                let mut meter = Meter::timed();
+                let mut meter = Meter::timed(counting);
                 body(&mut meter, *iterations);
                 let (elapsed, allocations) = meter.timing();
                 **out = Some(Slice {
@@ -437,10 +479,11 @@ impl Bencher<'_, '_> {
         R: FnMut(u64) -> Duration,
     {
         let id = self.id;
+        let counting = self.counting;
         match &mut self.mode {
             // The routine's own clock is the measurement; the meter only counts.
             Mode::Criterion(b) => b.iter_custom(|iters| {
-                let mut meter = Meter::timed();
+                let mut meter = Meter::timed(counting);
                 meter.start();
                 let elapsed = routine(iters);
                 meter.stop(iters);
@@ -448,7 +491,7 @@ impl Bencher<'_, '_> {
                 elapsed
             }),
             Mode::Slice { iterations, out } => {
-                let mut meter = Meter::timed();
+                let mut meter = Meter::timed(counting);
                 meter.start();
                 let elapsed = routine(*iterations);
                 meter.stop(*iterations);

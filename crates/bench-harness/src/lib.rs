@@ -51,7 +51,7 @@ mod run;
 pub mod serve;
 mod support;
 
-pub use crate::alloc::{AllocationCounts, CountingAllocator, counts};
+pub use crate::alloc::{AllocationCounts, CountingAllocator, counts, counts_of_this_thread};
 pub use crate::batch::{Batches, all_at_once, run_batches};
 pub use crate::group::{Bencher, Group, ROUND_TRIP_ITERATIONS};
 pub use crate::latency::{Latencies, Summary, measure_latencies};

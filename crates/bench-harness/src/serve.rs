@@ -16,6 +16,7 @@ use bench_format::protocol::{Command, Event, PROTOCOL_VERSION};
 
 use crate::group::{Bencher, count_round_trips, slice};
 use crate::meter::CounterSource;
+use crate::meter::Counting;
 
 /// Sends one event line to the controller.
 pub(crate) fn send(event: &Event) {
@@ -59,6 +60,7 @@ pub(crate) fn benchmark<F>(
     id: &str,
     warm_up: Duration,
     round_trips: Option<&CounterSource>,
+    counting: Counting,
     f: &mut F,
 ) where
     F: FnMut(&mut Bencher<'_, '_>),
@@ -71,7 +73,7 @@ pub(crate) fn benchmark<F>(
     });
     loop {
         match receive() {
-            Command::Run { iterations } => match slice(id, iterations.max(1), f) {
+            Command::Run { iterations } => match slice(id, iterations.max(1), counting, f) {
                 Some(measured) => send(&Event::Slice(measured)),
                 None => {
                     eprintln!("bench-harness: serve: {id} ran none of the Bencher's timing loops");
