@@ -42,7 +42,7 @@ fn calibration(c: &mut Criterion) {
     // the suite's latency ratios by this benchmark's ratio to its baseline, so a machine that
     // is slower or faster as a whole than when the baseline was measured moves nothing.
     if knobs.runs("calibration/floor/cpu_reference") {
-        group.floor("cpu_reference", |b| b.iter(|| checksum(&data, BASE.work)));
+        group.machine_floor("cpu_reference", || checksum(&data, BASE.work));
     }
 
     let id = "calibration/checksum/3840";

@@ -236,11 +236,15 @@ impl Shape {
         fields: [(&regorus::Value, regorus::Value); N],
     ) -> regorus::Value {
         let mut value = self.0.clone();
+        // A copy of the shape (the static one is shared, so `make_mut` copies it); setting the
+        // values of its keys keeps its compact form.
         if let Ok(object) = value.as_object_mut() {
             debug_assert_eq!(object.len(), N, "a field of the input is left null");
             for (key, field) in fields {
-                let replaced = object.insert(key.clone(), field);
-                debug_assert!(replaced.is_some(), "{key} is not a key of the shape");
+                match object.get_mut(key) {
+                    Some(slot) => *slot = field,
+                    None => debug_assert!(false, "{key} is not a key of the shape"),
+                }
             }
         }
         value
@@ -341,7 +345,18 @@ mod tests {
             actions::ORDER_LIST,
             Resource::tenant_wide(kinds::ORDER, "t1"),
         );
-        for request in [owned, tenant_wide] {
+        // Names the input shares (roles, actions, kinds), others it copies, a name repeated, a
+        // name equal to a key of the input, and empty text.
+        let unusual = AuthzRequest::new(
+            Subject::new(
+                "tenant_id",
+                "roles",
+                ["auditor", roles::SUPPORT, roles::SUPPORT],
+            ),
+            "kind",
+            Resource::owned("cart:get", "", "owner_id"),
+        );
+        for request in [owned, tenant_wide, unusual] {
             let json = serde_json::to_value(&request).expect("plain struct");
             assert_eq!(request.to_value(), regorus::Value::from(json));
         }

@@ -278,10 +278,16 @@ mod tests {
         let mine = counts_of_this_thread() - mine_before;
         let all = counts() - all_before;
         other.join().expect("the other thread ends");
+        assert!(all.bytes >= 10 * 4096, "{all:?}");
+        if my_slot() >= SLOTS {
+            // Run after the test that uses up the slots: this thread shares its counters, and
+            // its counts are the process-wide ones, as documented (never fewer than its own).
+            assert!(mine.bytes >= 10 * 4096, "{mine:?}");
+            return;
+        }
         // Only this thread's own requests (none between the two readings but the channel's, if
         // any), never the other thread's 40 KiB; the process-wide counts do have them.
         assert!(mine.bytes < 4096, "{mine:?}");
-        assert!(all.bytes >= 10 * 4096, "{all:?}");
         // And this thread's counts are its allocations, exactly.
         let before = counts_of_this_thread();
         drop(black_box(Box::new(black_box([7_u8; 24]))));

@@ -28,9 +28,9 @@ use crate::Group;
 pub fn register(group: &mut Group<'_>) {
     let data = cpu_input();
     let walk = MemoryWalk::new();
-    group.machine_floor("cpu_reference", |b| b.iter(|| cpu(&data)));
-    group.machine_floor("memory_reference", |b| b.iter(|| walk.steps(STEPS)));
-    group.machine_floor("alloc_reference", |b| b.iter(alloc));
+    group.machine_floor("cpu_reference", || cpu(&data));
+    group.machine_floor("memory_reference", || walk.steps(STEPS));
+    group.machine_floor("alloc_reference", alloc);
 }
 
 const CPU_BYTES: usize = 4096;

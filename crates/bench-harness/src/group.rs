@@ -129,14 +129,15 @@ impl<'c> Group<'c> {
         self.bench_with_parameter("floor", name, f)
     }
 
-    /// Registers a machine floor (see [`crate::floors`]), `<suite>/floor/<name>`, whose work
-    /// runs on the calling thread alone: only that thread's allocations are counted, so that its
-    /// counts stay exact whatever the suite's fixture does in the background meanwhile (the
-    /// allocations of every other benchmark are counted on every thread, where a runtime's
-    /// workers run its tasks).
-    pub fn machine_floor<F>(&mut self, name: &str, f: F) -> &mut Self
+    /// Registers a machine floor (see [`crate::floors`]), `<suite>/floor/<name>`: `routine`,
+    /// timed with [`Bencher::iter`] on the calling thread, which is the only thread whose
+    /// allocations are counted, so that the floor's counts stay exact whatever the suite's
+    /// fixture does in the background meanwhile (the allocations of every other benchmark are
+    /// counted on every thread, where a runtime's workers run its tasks). It takes a plain
+    /// routine rather than a [`Bencher`] so that nothing it measures can run on another thread.
+    pub fn machine_floor<O, R>(&mut self, name: &str, mut routine: R) -> &mut Self
     where
-        F: FnMut(&mut Bencher<'_, '_>),
+        R: FnMut() -> O,
     {
         check_segment("parameter", name);
         let id = format!("{}/floor/{name}", self.suite);
@@ -144,7 +145,7 @@ impl<'c> Group<'c> {
             id,
             criterion::BenchmarkId::new("floor", name),
             Counting::ThisThread,
-            f,
+            |b| b.iter(&mut routine),
         )
     }
 

@@ -19,8 +19,8 @@ pub(crate) enum Counting {
     Process,
     /// The measuring thread's alone: for code that runs only on it (the machine floors), whose
     /// counts must not take in what the fixture's background tasks allocate meanwhile (a pool
-    /// handing connections back: 4 allocations, 17,920 bytes inside `orders/floor/memory_reference`,
-    /// which allocates nothing, and a regression "from zero" in an A/A run of the gate).
+    /// handing connections back put 4 allocations, 17,920 bytes, into
+    /// `orders/floor/memory_reference`, which allocates nothing; see `benches/README.md`).
     ThisThread,
 }
 
