@@ -6,9 +6,19 @@ use std::path::{Path, PathBuf};
 use gate::ConfigFile;
 
 /// The workspace root (xtask lives one level below it).
+///
+/// From `CARGO_MANIFEST_DIR` as `cargo run` (the `cargo xtask` alias) sets it for this run, and
+/// only without it (the binary started by hand) as it was when xtask was compiled. The
+/// compile-time value alone named the wrong checkout when two clones share a target directory
+/// (`CARGO_TARGET_DIR`): cargo hashes a path package by its place in the workspace, so both
+/// clones' xtask are one artifact, which cargo finds up to date in the clone that did not
+/// build it, and that clone's `cargo xtask` then worked on the other one.
 pub(crate) fn project_root() -> PathBuf {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir.parent().unwrap_or(manifest_dir).to_owned()
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
+        .parent()
+        .map_or_else(|| manifest_dir.clone(), Path::to_path_buf)
 }
 
 /// Cargo's target directory: `$CARGO_TARGET_DIR`, else `target` in the workspace.
