@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""CPU time per request of commerce-server builds, measured interleaved against one set-up.
+
+    load/cpu-per-request.py [--rounds N] [--rate R] [--seconds S] BIN[:ENV=VALUE,...] ...
+
+Starts `commerce-load serve` (PostgreSQL, Redis, the data set and a server of its own, which is
+left idle), then each BIN as a server of its own on the same databases (with the environment
+variables given after `:`). Round after round, in alternating order, it drives each server with
+GetCart and then Health/Check at a constant R requests/s (commerce-load, one run per
+measurement, warm-up 3 s) and reads the server's user + system CPU time from /proc over S
+seconds of it: CPU microseconds per request. Medians per build and scenario at the end.
+
+Time per request is what a breaking point divides into the machine's CPU; unlike a latency,
+it barely moves with the machine's spells, so builds compare within a few percent (the rounds
+show the spread). At a moderate rate part of it is waking up for each request, which a
+saturated server does less of; compare builds at the same rate. Needs a bench build of
+commerce-load (`cargo xtask load smoke` makes one). Linux only (/proc).
+"""
+import argparse, json, os, re, socket, subprocess, sys, tempfile, time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
+LOAD = os.path.join(TARGET, "release", "commerce-load")
+PROFILES = """
+[profiles.get_cart]
+description = "GetCart at a constant rate"
+warmup = "3s"
+[[profiles.get_cart.scenarios]]
+name = "get_cart"
+executor = "constant-arrival-rate"
+rate = {rate}
+duration = "{duration}s"
+mix = {{ get_cart = 1 }}
+
+[profiles.health]
+description = "Health/Check at a constant rate"
+warmup = "3s"
+[[profiles.health.scenarios]]
+name = "health"
+executor = "constant-arrival-rate"
+rate = {rate}
+duration = "{duration}s"
+mix = {{ health = 1 }}
+"""
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rate", type=int, default=8000)
+    parser.add_argument("--seconds", type=int, default=14)
+    parser.add_argument("builds", nargs="+", metavar="BIN[:ENV=VALUE,...]")
+    flags = parser.parse_args()
+    if not os.access(LOAD, os.X_OK):
+        sys.exit(f"{LOAD} is missing: build it first (cargo xtask load smoke)")
+    builds = []
+    for spec in flags.builds:
+        binary, _, env = spec.partition(":")
+        if not os.access(binary, os.X_OK):
+            sys.exit(f"{binary} is not an executable")
+        extra = dict(item.split("=", 1) for item in env.split(",") if item)
+        builds.append((spec, binary, extra))
+
+    work = tempfile.mkdtemp(prefix="cpu-per-request.")
+    profiles = os.path.join(work, "profiles.toml")
+    with open(profiles, "w") as f:
+        f.write(PROFILES.format(rate=flags.rate, duration=flags.seconds + 2))
+    fifo = os.path.join(work, "stdin")
+    os.mkfifo(fifo)
+    keep_open = os.open(fifo, os.O_RDWR)
+    serve_out = os.path.join(work, "serve.out")
+    # `serve` stops when its stdin closes: when this script ends, however it ends.
+    serve = subprocess.Popen([LOAD, "serve"], stdin=keep_open, cwd=ROOT,
+                             stdout=open(serve_out, "w"), stderr=open(os.path.join(work, "serve.err"), "w"))
+    servers = []
+    try:
+        text = ""
+        for _ in range(900):
+            text = open(serve_out).read()
+            if "is serving" in text or serve.poll() is not None:
+                break
+            time.sleep(1)
+        match = re.search(r"gRPC:\s+(\S+)", text)
+        if not match:
+            sys.exit(f"commerce-load serve did not start; see {work}/serve.err")
+        addr = match.group(1)
+        identities = os.path.join(TARGET, "load", "identities.json")
+        pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--listen {addr}"]).split()[0])
+        args = [a.decode() for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:-1]]
+        for spec, binary, extra in builds:
+            own = list(args)
+            port = free_port()
+            own[own.index("--listen") + 1] = f"127.0.0.1:{port}"
+            own[own.index("--metrics-addr") + 1] = f"127.0.0.1:{free_port()}"
+            log = open(os.path.join(work, f"server-{len(servers)}.log"), "w")
+            process = subprocess.Popen([binary] + own, env=dict(os.environ, RUST_LOG="warn", **extra),
+                                       stdout=log, stderr=log)
+            servers.append((spec, process, f"127.0.0.1:{port}"))
+        time.sleep(3)
+        results = {}
+        for round_ in range(flags.rounds):
+            order = servers if round_ % 2 == 0 else servers[::-1]
+            for scenario in ["get_cart", "health"]:
+                for spec, process, target in order:
+                    report = os.path.join(work, "report.json")
+                    run = subprocess.Popen(
+                        [LOAD, "--profiles", profiles, scenario, "--target", target,
+                         "--identities", identities, "--progress", "0",
+                         "--json", report, "--html", os.path.join(work, "report.html")],
+                        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    time.sleep(4)  # the warm-up and a second
+                    cpu0, t0 = cpu_seconds(process.pid), time.monotonic()
+                    time.sleep(flags.seconds)
+                    cpu1, t1 = cpu_seconds(process.pid), time.monotonic()
+                    code = run.wait()
+                    per_request = (cpu1 - cpu0) / (flags.rate * (t1 - t0)) * 1e6
+                    errors = failed(report)
+                    results.setdefault((scenario, spec), []).append(per_request)
+                    note = "" if code == 0 and errors == 0 else f"  (commerce-load exit {code}, {errors} failed)"
+                    print(f"round {round_ + 1}  {scenario:8}  {spec:40}  {per_request:6.1f} µs CPU a request{note}",
+                          flush=True)
+        print(f"medians of {flags.rounds} rounds at {flags.rate}/s, {flags.seconds} s each:")
+        for (scenario, spec), values in sorted(results.items()):
+            values = sorted(values)
+            print(f"  {scenario:8}  {spec:40}  {values[len(values) // 2]:6.1f} µs"
+                  f"  (all: {', '.join(f'{v:.1f}' for v in values)})")
+    finally:
+        for _, process, _ in servers:
+            process.terminate()
+        os.close(keep_open)
+        try:
+            serve.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def failed(report):
+    try:
+        scenarios = json.load(open(report))["scenarios"]
+        return sum(s.get("errors", 0) or 0 for s in scenarios)
+    except (OSError, ValueError, KeyError):
+        return -1
+
+
+if __name__ == "__main__":
+    main()
