@@ -109,9 +109,17 @@ pub(crate) fn worktree(
 ) -> anyhow::Result<PathBuf> {
     // A worktree whose directory was deleted (`cargo clean`) is still registered; forget it.
     git(root).args(["worktree", "prune"]).quiet_run()?;
-    let at = dir
-        .join(".git")
-        .exists()
+    // Reused only if it is a worktree of this repository: a clone sharing this target
+    // directory (`CARGO_TARGET_DIR`) may have left one of its own there, which knows none of
+    // this repository's commits.
+    let ours = |dir: &Path| {
+        let common = |at: &Path| {
+            query(at, &["rev-parse", "--path-format=absolute", "--git-common-dir"])
+                .and_then(|path| std::fs::canonicalize(path).ok())
+        };
+        common(dir).is_some_and(|theirs| Some(theirs) == common(root))
+    };
+    let at = (dir.join(".git").exists() && ours(dir))
         .then(|| query(dir, &["rev-parse", "HEAD"]))
         .flatten();
     let prepared = dir.join(TAGGED_MARKER);
