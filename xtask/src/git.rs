@@ -114,8 +114,11 @@ pub(crate) fn worktree(
     // this repository's commits.
     let ours = |dir: &Path| {
         let common = |at: &Path| {
-            query(at, &["rev-parse", "--path-format=absolute", "--git-common-dir"])
-                .and_then(|path| std::fs::canonicalize(path).ok())
+            query(
+                at,
+                &["rev-parse", "--path-format=absolute", "--git-common-dir"],
+            )
+            .and_then(|path| std::fs::canonicalize(path).ok())
         };
         common(dir).is_some_and(|theirs| Some(theirs) == common(root))
     };
