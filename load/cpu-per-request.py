@@ -21,26 +21,18 @@ import argparse, json, os, re, socket, subprocess, sys, tempfile, time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 LOAD = os.path.join(TARGET, "release", "commerce-load")
-PROFILES = """
-[profiles.get_cart]
-description = "GetCart at a constant rate"
+# The scenarios measured, each an operation of commerce-load's mix, alone at a constant rate.
+SCENARIOS = [("get_cart", "GetCart"), ("health", "Health/Check")]
+PROFILE = """
+[profiles.{name}]
+description = "{title} at a constant rate"
 warmup = "3s"
-[[profiles.get_cart.scenarios]]
-name = "get_cart"
+[[profiles.{name}.scenarios]]
+name = "{name}"
 executor = "constant-arrival-rate"
 rate = {rate}
 duration = "{duration}s"
-mix = {{ get_cart = 1 }}
-
-[profiles.health]
-description = "Health/Check at a constant rate"
-warmup = "3s"
-[[profiles.health.scenarios]]
-name = "health"
-executor = "constant-arrival-rate"
-rate = {rate}
-duration = "{duration}s"
-mix = {{ health = 1 }}
+mix = {{ {name} = 1 }}
 """
 
 
@@ -64,7 +56,8 @@ def main():
     work = tempfile.mkdtemp(prefix="cpu-per-request.")
     profiles = os.path.join(work, "profiles.toml")
     with open(profiles, "w") as f:
-        f.write(PROFILES.format(rate=flags.rate, duration=flags.seconds + 2))
+        for name, title in SCENARIOS:
+            f.write(PROFILE.format(name=name, title=title, rate=flags.rate, duration=flags.seconds + 2))
     fifo = os.path.join(work, "stdin")
     os.mkfifo(fifo)
     keep_open = os.open(fifo, os.O_RDWR)
@@ -100,7 +93,7 @@ def main():
         results = {}
         for round_ in range(flags.rounds):
             order = servers if round_ % 2 == 0 else servers[::-1]
-            for scenario in ["get_cart", "health"]:
+            for scenario, _ in SCENARIOS:
                 for spec, process, target in order:
                     report = os.path.join(work, "report.json")
                     run = subprocess.Popen(

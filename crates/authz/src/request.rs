@@ -146,48 +146,35 @@ impl AuthzRequest {
         let shapes = InputShapes::get();
         let keys = &shapes.keys;
         let subject = shapes.subject.filled([
-            (&keys.tenant_id, text(&self.subject.tenant_id)),
-            (&keys.user_id, text(&self.subject.user_id)),
+            (&keys.tenant_id, shapes.text(&self.subject.tenant_id)),
+            (&keys.user_id, shapes.text(&self.subject.user_id)),
             (
                 &keys.roles,
                 regorus::Value::from(
                     self.subject
                         .roles
                         .iter()
-                        .map(|role| text(role))
+                        .map(|role| shapes.text(role))
                         .collect::<Vec<_>>(),
                 ),
             ),
         ]);
         let resource = match &self.resource.owner_id {
             Some(owner) => shapes.owned_resource.filled([
-                (&keys.kind, text(&self.resource.kind)),
-                (&keys.tenant_id, text(&self.resource.tenant_id)),
-                (&keys.owner_id, text(owner)),
+                (&keys.kind, shapes.text(&self.resource.kind)),
+                (&keys.tenant_id, shapes.text(&self.resource.tenant_id)),
+                (&keys.owner_id, shapes.text(owner)),
             ]),
             None => shapes.tenant_wide_resource.filled([
-                (&keys.kind, text(&self.resource.kind)),
-                (&keys.tenant_id, text(&self.resource.tenant_id)),
+                (&keys.kind, shapes.text(&self.resource.kind)),
+                (&keys.tenant_id, shapes.text(&self.resource.tenant_id)),
             ]),
         };
         shapes.input.filled([
             (&keys.subject, subject),
-            (&keys.action, text(&self.action)),
+            (&keys.action, shapes.text(&self.action)),
             (&keys.resource, resource),
         ])
-    }
-}
-
-/// A string of the input: the names the policies know (roles, actions, kinds) are made once and
-/// shared; any other text (ids) is copied.
-fn text(value: &str) -> regorus::Value {
-    let shapes = InputShapes::get();
-    match shapes
-        .known
-        .binary_search_by(|(known, _)| (*known).cmp(value))
-    {
-        Ok(index) => shapes.known[index].1.clone(),
-        Err(_) => regorus::Value::from(value),
     }
 }
 
@@ -252,6 +239,18 @@ impl Shape {
 }
 
 impl InputShapes {
+    /// A string of the input: the names the policies know (roles, actions, kinds) are made once
+    /// and shared; any other text (ids) is copied.
+    fn text(&self, value: &str) -> regorus::Value {
+        match self
+            .known
+            .binary_search_by(|(known, _)| (*known).cmp(value))
+        {
+            Ok(index) => self.known[index].1.clone(),
+            Err(_) => regorus::Value::from(value),
+        }
+    }
+
     fn get() -> &'static Self {
         static SHAPES: std::sync::LazyLock<InputShapes> = std::sync::LazyLock::new(|| {
             let key = regorus::Value::from;

@@ -107,16 +107,7 @@ impl<'c> Group<'c> {
         P: Display,
         F: FnMut(&mut Bencher<'_, '_>),
     {
-        check_segment("operation", operation);
-        let parameter = parameter.to_string();
-        check_segment("parameter", &parameter);
-        let id = format!("{}/{operation}/{parameter}", self.suite);
-        self.measure(
-            id,
-            criterion::BenchmarkId::new(operation, &parameter),
-            Counting::Process,
-            f,
-        )
+        self.with_parameter(operation, parameter, Counting::Process, f)
     }
 
     /// Registers the floor `<suite>/floor/<name>`: a reference benchmark that measures the
@@ -139,13 +130,32 @@ impl<'c> Group<'c> {
     where
         R: FnMut() -> O,
     {
-        check_segment("parameter", name);
-        let id = format!("{}/floor/{name}", self.suite);
+        self.with_parameter("floor", name, Counting::ThisThread, |b| {
+            b.iter(&mut routine);
+        })
+    }
+
+    /// `<suite>/<operation>/<parameter>`, its allocations counted as `counting` says.
+    fn with_parameter<P, F>(
+        &mut self,
+        operation: &str,
+        parameter: P,
+        counting: Counting,
+        f: F,
+    ) -> &mut Self
+    where
+        P: Display,
+        F: FnMut(&mut Bencher<'_, '_>),
+    {
+        check_segment("operation", operation);
+        let parameter = parameter.to_string();
+        check_segment("parameter", &parameter);
+        let id = format!("{}/{operation}/{parameter}", self.suite);
         self.measure(
             id,
-            criterion::BenchmarkId::new("floor", name),
-            Counting::ThisThread,
-            |b| b.iter(&mut routine),
+            criterion::BenchmarkId::new(operation, &parameter),
+            counting,
+            f,
         )
     }
 
