@@ -5,7 +5,14 @@
 #   2. a closed loop: one request at a time, back to back, for the same time.
 # It prints each one's throughput and latency percentiles.
 #
-#   load/cross-check.sh [RATE] [SECONDS]      (defaults: 100 requests/s, 15 s)
+#   load/cross-check.sh [RATE] [SECONDS] [ROUNDS]   (defaults: 100 requests/s, 15 s, 2 rounds)
+#
+# At the end it prints, for each pair of runs, commerce-load's median and throughput as a
+# ratio to h2load's. h2load times a request from its own send (the moment it hands the request
+# to nghttp2) to the answer; commerce-load's like-for-like figure is its time "from the send"
+# (the write that carried the request to the read that carried its answer). Its headline,
+# measured from the due time, also counts how late the generator woke for each request: that
+# ratio is printed too, and the generator's report gives the send lag it is made of.
 #
 # h2load has no gRPC support of its own; a gRPC unary call is an HTTP/2 POST with a
 # length-prefixed message body and two headers, which h2load can send: the body here is the
@@ -19,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-100}"
 seconds="${2:-15}"
+rounds="${3:-2}"
 command -v h2load >/dev/null || { echo "h2load is missing: apt-get install nghttp2-client" >&2; exit 2; }
 
 work="$(mktemp -d)"
@@ -64,12 +72,14 @@ h2() { # $1: extra h2load arguments
     -H 'content-type: application/grpc' -H 'te: trailers' \
     -H "x-tenant-id: $tenant" -H "x-user-id: $user" -H 'x-roles: customer' \
     --log-file "$work/h2load.log" "http://$addr/commerce.v1.CartService/GetCart" >"$work/h2load.out"
-  python3 - "$work/h2load.log" "$seconds" "$2" <<'PY'
+  python3 - "$work/h2load.log" "$seconds" "$2" "$work/results.tsv" <<'PY'
 import sys
 lat = sorted(int(line.split("\t")[2]) for line in open(sys.argv[1]) if line.strip())
 n = len(lat)
 q = lambda p: lat[min(n - 1, int(n * p))] / 1000
 print(f"  h2load        {sys.argv[3]:<12} {n / float(sys.argv[2]):8.1f}/s  p50 {q(0.5):.3f} ms  p90 {q(0.9):.3f} ms  p99 {q(0.99):.3f} ms")
+with open(sys.argv[4], "a") as out:
+    out.write(f"h2load\t{sys.argv[3]}\t{n / float(sys.argv[2])}\t{q(0.5)}\t{q(0.5)}\n")
 PY
 }
 cl() { # $1: profile arguments
@@ -79,20 +89,32 @@ cl() { # $1: profile arguments
   "$bin" $1 --target "$addr" --identities "$work/one.json" --connections 1 \
     --warmup 3s --progress 0 --json "$work/cl.json" --html "$work/cl.html" >"$work/cl.out" 2>&1 || true
   [ -s "$work/cl.json" ] || { cat "$work/cl.out" >&2; exit 2; }
-  python3 - "$work/cl.json" "$2" <<'PY'
+  python3 - "$work/cl.json" "$2" "$work/results.tsv" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 print(f"  commerce-load {sys.argv[2]:<12} {r['rps']:8.1f}/s  p50 {r['p50'] / 1e6:.3f} ms  p90 {r['p90'] / 1e6:.3f} ms  "
       f"p99 {r['p99'] / 1e6:.3f} ms  (from the send: p50 {r['serviceTimeP50'] / 1e6:.3f} ms; {r['statusCodeDistribution']})")
+with open(sys.argv[3], "a") as out:
+    out.write(f"commerce-load\t{sys.argv[2]}\t{r['rps']}\t{r['serviceTimeP50'] / 1e6}\t{r['p50'] / 1e6}\n")
 PY
 }
-for _ in 1 2; do
+for _ in $(seq 1 "$rounds"); do
   h2 "--rps $rate" "${rate}/s"
   cl "get_cart --rate $rate --duration ${seconds}s" "${rate}/s"
 done
-for _ in 1 2; do
+for _ in $(seq 1 "$rounds"); do
   h2 "" "closed loop"
   cl "closed --profiles $work/closed.toml" "closed loop"
 done
+echo "commerce-load against the h2load run before it (p50 from the send; from the due time; throughput):"
+python3 - "$work/results.tsv" <<'PY'
+import sys
+rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
+pct = lambda ours, theirs: f"{(float(ours) / float(theirs) - 1) * 100:+.0f}%"
+for h, c in zip(rows[::2], rows[1::2]):
+    assert h[0] == "h2load" and c[0] == "commerce-load"
+    due = pct(c[4], h[3]) if c[1] != "closed loop" else "(no schedule)"
+    print(f"  {c[1]:<12} p50 {pct(c[3], h[3]):>5}  {due:>13}  throughput {pct(c[2], h[2])}")
+PY
 curl -s "http://$(awk '/metrics:/ {print $2}' "$work/serve.out" | sed 's|http://||; s|/metrics||')/metrics" \
   | grep 'grpc_server_handled_total{grpc_code="OK",grpc_method="GetCart"' || true

@@ -13,9 +13,17 @@
 //! generator's default single-threaded runtime; with more threads, h2's connection task may
 //! run in between). HTTP/2 itself (framing, HPACK, flow control) is h2's; the status is read
 //! by tonic's code, in tonic's order (grpc-status first, then the HTTP status).
+//!
+//! A call's time on the wire ([`Wire`]) is stamped at the socket, as wrk does around its
+//! `write` and `read`: from the write that carried the request to the read that carried the
+//! end of its answer. What the generator's own code does around a call (building the request,
+//! h2's framing, waking tasks, decoding) then stays out of the figures; see [`Wire`].
 
-use std::sync::Mutex;
+use std::io::IoSlice;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -23,6 +31,7 @@ use h2::client::SendRequest;
 use http::header::{CONTENT_TYPE, HeaderValue, TE};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, StatusCode, Uri};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::{Code, Status};
 
@@ -57,14 +66,33 @@ pub enum ConnectError {
     },
 }
 
+/// The connection in use: its number, its sender and its socket's clock.
+type Current = (u64, SendRequest<Bytes>, Arc<SocketClock>);
+
+/// When a call's bytes crossed the socket: the write that carried its request and the read
+/// that carried the end of its answer (for an operation of several calls, the first call's
+/// write and the last call's read).
+///
+/// Both are bounds on the side of a longer time: the write is the first one that began after
+/// the request was handed to h2 (h2 writes what is queued when its connection task next
+/// runs; should the request have missed that write, the real one came later), and the read is
+/// the latest one that returned bytes before the answer was taken (a read carrying another
+/// stream's bytes may have followed the one that carried this answer). `None` where there was
+/// no such write or read: the call failed before reaching the wire, or it timed out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Wire {
+    pub first_write: Option<Instant>,
+    pub last_read: Option<Instant>,
+}
+
 /// One HTTP/2 connection to a gRPC server.
 pub struct Connection {
     addr: String,
     authority: Authority,
     connect_timeout: Duration,
-    /// The connection's sender and its number (counting the connections opened); `None`
-    /// after it broke: the next call opens a new one.
-    sender: Mutex<Option<(u64, SendRequest<Bytes>)>>,
+    /// The connection's sender, its number (counting the connections opened) and the clock
+    /// of its socket; `None` after it broke: the next call opens a new one.
+    sender: Mutex<Option<Current>>,
     /// Held while a new connection is being opened, so that callers who find it broken at
     /// the same time open one between them.
     reconnecting: tokio::sync::Mutex<()>,
@@ -79,12 +107,12 @@ impl Connection {
     /// it.
     pub async fn open(addr: &str, connect_timeout: Duration) -> Result<Connection, ConnectError> {
         let authority = authority(addr)?;
-        let sender = handshake(addr, connect_timeout).await?;
+        let (sender, clock) = handshake(addr, connect_timeout).await?;
         Ok(Connection {
             addr: addr.to_owned(),
             authority,
             connect_timeout,
-            sender: Mutex::new(Some((0, sender))),
+            sender: Mutex::new(Some((0, sender, clock))),
             reconnecting: tokio::sync::Mutex::new(()),
             opened: AtomicU64::new(0),
             last_failure: Mutex::new(None),
@@ -98,6 +126,22 @@ impl Connection {
         &self,
         path: &'static str,
         request: tonic::Request<Req>,
+    ) -> Result<Res, Status>
+    where
+        Req: prost::Message,
+        Res: prost::Message + Default,
+    {
+        self.unary_on_wire(path, request, &mut Wire::default())
+            .await
+    }
+
+    /// [`Connection::unary`], noting in `wire` when the call crossed the socket: its write, if
+    /// `wire` has none yet, and its read, if an answer came.
+    pub async fn unary_on_wire<Req, Res>(
+        &self,
+        path: &'static str,
+        request: tonic::Request<Req>,
+        wire: &mut Wire,
     ) -> Result<Res, Status>
     where
         Req: prost::Message,
@@ -118,7 +162,7 @@ impl Connection {
         headers.insert(TE, HeaderValue::from_static("trailers"));
         let body = encode(&message)?;
 
-        let (number, mut sender) = self.ready_sender().await?;
+        let (number, mut sender, clock) = self.ready_sender().await?;
         let (response, mut stream) = sender
             .send_request(head, false)
             .map_err(|error| self.broken(number, error))?;
@@ -126,6 +170,7 @@ impl Connection {
         stream
             .send_data(body, true)
             .map_err(|error| self.broken(number, error))?;
+        let queued = clock.writes_begun();
         let failed = |error: h2::Error| {
             if error.is_io() || error.is_go_away() {
                 self.broken(number, error)
@@ -135,6 +180,11 @@ impl Connection {
             }
         };
         let response = response.await.map_err(failed)?;
+        // An answer came: the request was written, and its answer read.
+        if wire.first_write.is_none() {
+            wire.first_write = clock.write_after(queued);
+        }
+        wire.last_read = clock.last_read();
         let (parts, mut body) = response.into_parts();
         // A "trailers-only" answer: the status is in the headers, there is no message.
         if let Some(status) = status_of(&parts.headers) {
@@ -165,6 +215,7 @@ impl Connection {
             };
         }
         let trailers = body.trailers().await.map_err(failed)?;
+        wire.last_read = clock.last_read();
         let status = trailers.as_ref().and_then(status_of).unwrap_or_else(|| {
             // What tonic reports for an answer without a status.
             Status::unknown("the response ended without a grpc-status")
@@ -178,16 +229,16 @@ impl Connection {
     /// A sender ready for one more stream, and its connection's number. A connection found
     /// broken before the request goes out is replaced, once, without failing the call (as
     /// tonic's channel reconnects).
-    async fn ready_sender(&self) -> Result<(u64, SendRequest<Bytes>), Status> {
+    async fn ready_sender(&self) -> Result<Current, Status> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (number, sender) = match self.current() {
+            let (number, sender, clock) = match self.current() {
                 Some(current) => current,
                 None => self.reconnect().await?,
             };
             match sender.ready().await {
-                Ok(sender) => return Ok((number, sender)),
+                Ok(sender) => return Ok((number, sender, clock)),
                 Err(error) => {
                     let status = self.broken(number, error);
                     if attempt >= 2 {
@@ -198,14 +249,14 @@ impl Connection {
         }
     }
 
-    fn current(&self) -> Option<(u64, SendRequest<Bytes>)> {
+    fn current(&self) -> Option<Current> {
         self.sender
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
     }
 
-    async fn reconnect(&self) -> Result<(u64, SendRequest<Bytes>), Status> {
+    async fn reconnect(&self) -> Result<Current, Status> {
         let _one_at_a_time = self.reconnecting.lock().await;
         if let Some(current) = self.current() {
             return Ok(current);
@@ -220,8 +271,8 @@ impl Connection {
         {
             return Err(Status::unavailable(why.clone()));
         }
-        let sender = match handshake(&self.addr, self.connect_timeout).await {
-            Ok(sender) => sender,
+        let (sender, clock) = match handshake(&self.addr, self.connect_timeout).await {
+            Ok(opened) => opened,
             Err(error) => {
                 // The error and its sources, `outer: inner`, as anyhow writes them.
                 let why = format!("{:#}", anyhow::Error::new(error));
@@ -237,8 +288,9 @@ impl Connection {
         *self
             .sender
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((number, sender.clone()));
-        Ok((number, sender))
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((number, sender.clone(), Arc::clone(&clock)));
+        Ok((number, sender, clock))
     }
 
     /// The status of a call whose connection (number `number`) broke: it is forgotten, and
@@ -249,14 +301,21 @@ impl Connection {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Unless another call has already replaced it.
-        if slot.as_ref().is_some_and(|(current, _)| *current == number) {
+        if slot
+            .as_ref()
+            .is_some_and(|(current, ..)| *current == number)
+        {
             *slot = None;
         }
         Status::unavailable(format!("the connection to {} broke: {error}", self.addr))
     }
 }
 
-async fn handshake(addr: &str, timeout: Duration) -> Result<SendRequest<Bytes>, ConnectError> {
+async fn handshake(
+    addr: &str,
+    timeout: Duration,
+) -> Result<(SendRequest<Bytes>, Arc<SocketClock>), ConnectError> {
+    let clock = Arc::new(SocketClock::new());
     let connect = async {
         let tcp = TcpStream::connect(addr)
             .await
@@ -272,7 +331,10 @@ async fn handshake(addr: &str, timeout: Duration) -> Result<SendRequest<Bytes>, 
             .enable_push(false)
             .initial_window_size(WINDOW)
             .initial_connection_window_size(WINDOW)
-            .handshake::<_, Bytes>(tcp)
+            .handshake::<_, Bytes>(Stamped {
+                inner: tcp,
+                clock: Arc::clone(&clock),
+            })
             .await
             .map_err(|source| ConnectError::Handshake {
                 addr: addr.to_owned(),
@@ -291,7 +353,148 @@ async fn handshake(addr: &str, timeout: Duration) -> Result<SendRequest<Bytes>, 
     tokio::spawn(async move {
         let _ = connection.await;
     });
-    Ok(sender)
+    Ok((sender, clock))
+}
+
+/// How many writes of the last ones a [`SocketClock`] keeps the time of: far more than are
+/// made while one call is in flight, unless thousands are in flight on one connection (a
+/// call whose write is no longer known falls back to no [`Wire::first_write`]).
+const WRITES_KEPT: usize = 1024;
+
+/// When a connection's socket was written and read: the times of the last [`WRITES_KEPT`]
+/// writes, by number, and of the last read that returned bytes.
+struct SocketClock {
+    origin: Instant,
+    writes: Mutex<WriteLog>,
+    /// Nanoseconds from `origin` to the end of the last read that returned bytes; 0: none yet.
+    last_read: AtomicU64,
+}
+
+struct WriteLog {
+    /// Writes begun so far.
+    begun: u64,
+    /// Write `k` (counting from 1) in slot `k % WRITES_KEPT`: its number and when it began.
+    times: Box<[(u64, Instant)]>,
+}
+
+impl SocketClock {
+    fn new() -> SocketClock {
+        let origin = Instant::now();
+        SocketClock {
+            origin,
+            writes: Mutex::new(WriteLog {
+                begun: 0,
+                times: vec![(0, origin); WRITES_KEPT].into_boxed_slice(),
+            }),
+            last_read: AtomicU64::new(0),
+        }
+    }
+
+    fn log(&self) -> std::sync::MutexGuard<'_, WriteLog> {
+        self.writes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The number of writes that have begun.
+    fn writes_begun(&self) -> u64 {
+        self.log().begun
+    }
+
+    /// Notes a write that began at `at` and wrote bytes.
+    fn wrote(&self, at: Instant) {
+        let mut log = self.log();
+        log.begun += 1;
+        let k = log.begun;
+        log.times[(k % WRITES_KEPT as u64) as usize] = (k, at);
+    }
+
+    /// When the first write after the first `begun` writes began, if it did and is still kept.
+    fn write_after(&self, begun: u64) -> Option<Instant> {
+        let k = begun + 1;
+        let (number, at) = self.log().times[(k % WRITES_KEPT as u64) as usize];
+        (number == k).then_some(at)
+    }
+
+    fn read(&self, at: Instant) {
+        let nanos = u64::try_from(at.saturating_duration_since(self.origin).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        self.last_read.fetch_max(nanos, Ordering::Relaxed);
+    }
+
+    /// When the last read that returned bytes ended.
+    fn last_read(&self) -> Option<Instant> {
+        match self.last_read.load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(self.origin + Duration::from_nanos(nanos)),
+        }
+    }
+}
+
+/// A socket that notes in its [`SocketClock`] when it was written and read.
+///
+/// Written here: what is needed is the time of the system calls themselves, which no
+/// HTTP/2 client exposes; a wrapper around the transport is how hyper and h2 expect that to
+/// be done (as tokio's own `tokio-io-timeout` and `hyper-timeout` wrap a stream).
+struct Stamped {
+    inner: TcpStream,
+    clock: Arc<SocketClock>,
+}
+
+impl AsyncRead for Stamped {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.clock.read(Instant::now());
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Stamped {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let at = Instant::now();
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.wrote(at);
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let at = Instant::now();
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.clock.wrote(at);
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// `addr` as the `:authority` of the requests: a host and a port.

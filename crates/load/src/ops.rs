@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tonic_health::pb::{HealthCheckRequest, HealthCheckResponse};
 use uuid::Uuid;
 
-use crate::grpc::{ConnectError, Connection};
+use crate::grpc::{ConnectError, Connection, Wire};
 
 /// The methods called, as `/package.Service/Method`.
 const GET_CART: &str = "/commerce.v1.CartService/GetCart";
@@ -296,18 +296,33 @@ impl Client {
     /// data it needs is busy (every user of the tenant has an order in flight: the generator
     /// has more orders in flight than the data set has users). That is the generator's limit,
     /// not the server's: it is counted as dropped, not as an error.
-    pub async fn perform(&self, op: Operation, rng: &mut impl Rng) -> Option<Outcome> {
+    ///
+    /// With the outcome comes when the operation crossed the socket ([`Wire`]): its last read
+    /// is `None` when it timed out.
+    pub async fn perform(&self, op: Operation, rng: &mut impl Rng) -> Option<(Outcome, Wire)> {
         let timeout = self.inner.timeout;
-        match tokio::time::timeout(timeout, self.perform_untimed(op, rng)).await {
-            Ok(outcome) => outcome,
-            Err(_) => Some(Err(tonic::Status::deadline_exceeded(format!(
-                "no answer within {}",
-                humantime::format_duration(timeout)
-            )))),
+        let mut wire = Wire::default();
+        match tokio::time::timeout(timeout, self.perform_untimed(op, rng, &mut wire)).await {
+            Ok(outcome) => outcome.map(|outcome| (outcome, wire)),
+            Err(_) => Some((
+                Err(tonic::Status::deadline_exceeded(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                ))),
+                Wire {
+                    last_read: None,
+                    ..wire
+                },
+            )),
         }
     }
 
-    async fn perform_untimed(&self, op: Operation, rng: &mut impl Rng) -> Option<Outcome> {
+    async fn perform_untimed(
+        &self,
+        op: Operation,
+        rng: &mut impl Rng,
+        wire: &mut Wire,
+    ) -> Option<Outcome> {
         let ids = &self.inner.identities;
         let tenant_index = rng.random_range(0..ids.tenants.len());
         let tenant = &ids.tenants[tenant_index];
@@ -319,11 +334,13 @@ impl Client {
         let outcome = match op {
             Operation::GetCart => {
                 let caller = customer(pick(rng, &tenant.users));
-                self.get_cart(&caller, GetCartRequest::default()).await
+                self.get_cart(&caller, GetCartRequest::default(), wire)
+                    .await
             }
             Operation::GetCartNewUser => {
                 let caller = customer(Uuid::new_v4());
-                self.get_cart(&caller, GetCartRequest::default()).await
+                self.get_cart(&caller, GetCartRequest::default(), wire)
+                    .await
             }
             Operation::SupportGetCart => {
                 let user = pick(rng, &tenant.users);
@@ -337,17 +354,20 @@ impl Client {
                     tenant_id: tenant.id.to_string(),
                     user_id: user.to_string(),
                 };
-                self.get_cart(&caller, request).await
+                self.get_cart(&caller, request, wire).await
             }
             Operation::AddItem => {
                 let caller = customer(pick(rng, &tenant.users));
                 let product = pick(rng, &tenant.products);
-                self.add_item(&caller, product).await
+                self.add_item(&caller, product, wire).await
             }
             Operation::CreateOrder => {
                 let claim = self.claim_order_user(tenant_index)?;
                 let caller = customer(tenant.users[claim.user]);
-                match self.add_item(&caller, pick(rng, &tenant.products)).await {
+                match self
+                    .add_item(&caller, pick(rng, &tenant.products), wire)
+                    .await
+                {
                     Err(status) => Err(status),
                     Ok(()) => {
                         let mut request = tonic::Request::new(CreateOrderRequest {
@@ -355,7 +375,7 @@ impl Client {
                         });
                         identity::attach(&mut request, &caller);
                         self.connection()
-                            .unary::<_, Order>(CREATE_ORDER, request)
+                            .unary_on_wire::<_, Order>(CREATE_ORDER, request, wire)
                             .await
                             .map(drop)
                     }
@@ -363,7 +383,7 @@ impl Client {
             }
             Operation::ListOrders => {
                 let caller = customer(pick(rng, &tenant.users));
-                self.list_orders(&caller, ListScope::Own).await
+                self.list_orders(&caller, ListScope::Own, wire).await
             }
             Operation::AdminListOrders => {
                 let caller = Caller {
@@ -371,7 +391,7 @@ impl Client {
                     user: UserId(Uuid::from_u128(0xAu128 << 120 | tenant_index as u128)),
                     roles: Roles::of(&[Role::TenantAdmin]),
                 };
-                self.list_orders(&caller, ListScope::Tenant).await
+                self.list_orders(&caller, ListScope::Tenant, wire).await
             }
             Operation::GetOrder => {
                 let order = tenant.orders[rng.random_range(0..tenant.orders.len())];
@@ -382,17 +402,18 @@ impl Client {
                 });
                 identity::attach(&mut request, &caller);
                 self.connection()
-                    .unary::<_, Order>(GET_ORDER, request)
+                    .unary_on_wire::<_, Order>(GET_ORDER, request, wire)
                     .await
                     .map(drop)
             }
             Operation::Health => self
                 .connection()
-                .unary::<_, HealthCheckResponse>(
+                .unary_on_wire::<_, HealthCheckResponse>(
                     HEALTH_CHECK,
                     tonic::Request::new(HealthCheckRequest {
                         service: String::new(),
                     }),
+                    wire,
                 )
                 .await
                 .map(drop),
@@ -400,28 +421,28 @@ impl Client {
         Some(outcome)
     }
 
-    async fn get_cart(&self, caller: &Caller, request: GetCartRequest) -> Outcome {
+    async fn get_cart(&self, caller: &Caller, request: GetCartRequest, wire: &mut Wire) -> Outcome {
         let mut request = tonic::Request::new(request);
         identity::attach(&mut request, caller);
         self.connection()
-            .unary::<_, Cart>(GET_CART, request)
+            .unary_on_wire::<_, Cart>(GET_CART, request, wire)
             .await
             .map(drop)
     }
 
-    async fn add_item(&self, caller: &Caller, product: Uuid) -> Outcome {
+    async fn add_item(&self, caller: &Caller, product: Uuid, wire: &mut Wire) -> Outcome {
         let mut request = tonic::Request::new(AddItemRequest {
             product_id: product.to_string(),
             quantity: 1,
         });
         identity::attach(&mut request, caller);
         self.connection()
-            .unary::<_, Cart>(ADD_ITEM, request)
+            .unary_on_wire::<_, Cart>(ADD_ITEM, request, wire)
             .await
             .map(drop)
     }
 
-    async fn list_orders(&self, caller: &Caller, scope: ListScope) -> Outcome {
+    async fn list_orders(&self, caller: &Caller, scope: ListScope, wire: &mut Wire) -> Outcome {
         let mut request = tonic::Request::new(ListOrdersRequest {
             page_size: 20,
             page_token: String::new(),
@@ -430,7 +451,7 @@ impl Client {
         });
         identity::attach(&mut request, caller);
         self.connection()
-            .unary::<_, ListOrdersResponse>(LIST_ORDERS, request)
+            .unary_on_wire::<_, ListOrdersResponse>(LIST_ORDERS, request, wire)
             .await
             .map(drop)
     }

@@ -9,7 +9,7 @@ use commerce::grpc::proto::cart_service_server::{CartService, CartServiceServer}
 use commerce::grpc::proto::{
     AddItemRequest, Cart, ClearCartRequest, GetCartRequest, RemoveItemRequest,
 };
-use load::grpc::Connection;
+use load::grpc::{Connection, Wire};
 use tokio::net::TcpListener;
 use tonic::{Code, Request, Response, Status};
 
@@ -169,4 +169,69 @@ async fn bad_addresses_and_closed_ports_are_errors_not_panics() {
         .err()
         .expect("nobody listens");
     assert!(error.to_string().contains("cannot connect"), "{error}");
+}
+
+#[tokio::test]
+async fn the_wire_times_lie_within_the_call_and_span_the_server() {
+    // The double holds its first answer for 300 ms from the moment it received the request.
+    let stall = Duration::from_millis(300);
+    let server = double::start(Duration::ZERO, stall).await;
+    let connection = Connection::open(&server.addr.to_string(), Duration::from_secs(5))
+        .await
+        .expect("the double is up");
+    let mut wire = Wire::default();
+    let before = Instant::now();
+    within(connection.unary_on_wire::<_, Cart>(
+        GET_CART,
+        Request::new(GetCartRequest::default()),
+        &mut wire,
+    ))
+    .await
+    .expect("GetCart answers");
+    let after = Instant::now();
+    let (write, read) = (wire.first_write.unwrap(), wire.last_read.unwrap());
+    assert!(
+        before <= write && write <= read && read <= after,
+        "{wire:?}"
+    );
+    // Written before the server received it, read after the server answered.
+    assert!(read - write >= stall, "{:?} on the wire", read - write);
+
+    // A second call of the same operation: the first write stays, the last read moves on.
+    let error = within(connection.unary_on_wire::<_, Cart>(
+        "/commerce.v1.CartService/AddItem",
+        Request::new(AddItemRequest {
+            product_id: "p".to_owned(),
+            quantity: 1,
+        }),
+        &mut wire,
+    ))
+    .await
+    .unwrap_err();
+    assert_eq!(error.code(), Code::Unimplemented, "{error:?}");
+    assert_eq!(wire.first_write, Some(write));
+    let again = wire.last_read.unwrap();
+    assert!(after <= again && again <= Instant::now(), "{wire:?}");
+
+    // A call that never reaches a server has no wire times.
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let none = loop {
+        let mut none = Wire::default();
+        let outcome = within(connection.unary_on_wire::<_, Cart>(
+            GET_CART,
+            Request::new(GetCartRequest::default()),
+            &mut none,
+        ))
+        .await;
+        if outcome.is_err() {
+            break none;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "calls still succeed 10 s after the server stopped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(none, Wire::default());
 }
