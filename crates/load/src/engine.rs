@@ -11,9 +11,10 @@
 //! is answered; the number of users follows the stages (checked every 100 ms). Latency counts
 //! from the send: a closed model has no schedule to be late against.
 //!
-//! In both, a request is answered when the read that carried its answer returned, and sent
-//! when the write that carried it began (the socket's times, [`crate::grpc::Wire`]; see
-//! `on_the_wire`).
+//! In both, a request ends when the read that carried the end of its answer returned, and its
+//! time "from send" starts when the write that carried it began (the socket's times,
+//! [`crate::grpc::Wire`]; see `on_the_wire`). A request that got no answer ends when the
+//! generator gave up on it.
 
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::Arc;
@@ -812,9 +813,10 @@ async fn virtual_user(
         recorder.sent_by_user(sent);
         match client.perform(op, &mut rng).await {
             Some((outcome, wire)) => {
-                // No schedule to be late against: the time counts from the write.
-                let (sent, done) = on_the_wire(sent, &wire);
-                recorder.completed(op, sent, sent, done, &outcome);
+                // No schedule to be late against: latency counts from the moment the user
+                // sent (waits inside the client included), "from send" from the write.
+                let (written, done) = on_the_wire(sent, &wire);
+                recorder.completed(op, sent, written, done, &outcome);
             }
             None => {
                 recorder.not_sent(sent);
@@ -837,8 +839,9 @@ async fn virtual_user(
 /// server's. Both ends are bounds on the longer side ([`Wire`]).
 fn on_the_wire(sent: Instant, wire: &Wire) -> (Instant, Instant) {
     let start = wire.first_write.map_or(sent, |write| write.max(sent));
-    let end = wire.last_read.unwrap_or_else(Instant::now).max(start);
-    (start, end)
+    let end = wire.last_read.unwrap_or_else(Instant::now);
+    debug_assert!(start <= end, "written after its answer was read: {wire:?}");
+    (start, end.max(start))
 }
 
 /// User plus system CPU time of this process, from `/proc/self/stat` (in clock ticks of

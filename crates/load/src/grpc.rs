@@ -77,8 +77,9 @@ type Current = (u64, SendRequest<Bytes>, Arc<SocketClock>);
 /// the request was handed to h2 (h2 writes what is queued when its connection task next
 /// runs; should the request have missed that write, the real one came later), and the read is
 /// the latest one that returned bytes before the answer was taken (a read carrying another
-/// stream's bytes may have followed the one that carried this answer). `None` where there was
-/// no such write or read: the call failed before reaching the wire, or it timed out.
+/// stream's bytes may have followed the one that carried this answer). The first write is
+/// `None` when no answer came (nothing shows the request was written); the last read is `None`
+/// unless the last call's answer was read to its end (the call failed, or timed out).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Wire {
     pub first_write: Option<Instant>,
@@ -162,7 +163,14 @@ impl Connection {
         headers.insert(TE, HeaderValue::from_static("trailers"));
         let body = encode(&message)?;
 
+        // Until this call's answer has been read to its end, the operation has no end on the
+        // wire: if the call fails, it ends when the generator gave up on it.
+        wire.last_read = None;
         let (number, mut sender, clock) = self.ready_sender().await?;
+        // Noted before the request is queued: the writes are serial, so on any runtime the
+        // first write that begins after this one is no later than the one carrying the request.
+        let queued = clock.writes_begun();
+        let queued_at = Instant::now();
         let (response, mut stream) = sender
             .send_request(head, false)
             .map_err(|error| self.broken(number, error))?;
@@ -170,7 +178,6 @@ impl Connection {
         stream
             .send_data(body, true)
             .map_err(|error| self.broken(number, error))?;
-        let queued = clock.writes_begun();
         let failed = |error: h2::Error| {
             if error.is_io() || error.is_go_away() {
                 self.broken(number, error)
@@ -180,12 +187,16 @@ impl Connection {
             }
         };
         let response = response.await.map_err(failed)?;
-        // An answer came: the request was written, and its answer read.
+        // An answer came, so the request was written: by the first write after `queued`, or
+        // later. If that write is no longer kept, the time it was queued is earlier still.
         if wire.first_write.is_none() {
-            wire.first_write = clock.write_after(queued);
+            wire.first_write = Some(clock.write_after(queued).unwrap_or(queued_at));
         }
-        wire.last_read = clock.last_read();
         let (parts, mut body) = response.into_parts();
+        if body.is_end_stream() {
+            // The headers were the whole answer (e.g. "trailers-only").
+            wire.last_read = clock.last_read();
+        }
         // A "trailers-only" answer: the status is in the headers, there is no message.
         if let Some(status) = status_of(&parts.headers) {
             return Err(match status.code() {
@@ -356,9 +367,9 @@ async fn handshake(
     Ok((sender, clock))
 }
 
-/// How many writes of the last ones a [`SocketClock`] keeps the time of: far more than are
-/// made while one call is in flight, unless thousands are in flight on one connection (a
-/// call whose write is no longer known falls back to no [`Wire::first_write`]).
+/// How many writes of the last ones a [`SocketClock`] keeps the time of. Calls that see more
+/// writes on their connection while they are in flight (a server stall under a high rate)
+/// fall back to the time their request was queued, which is earlier than its write.
 const WRITES_KEPT: usize = 1024;
 
 /// When a connection's socket was written and read: the times of the last [`WRITES_KEPT`]

@@ -173,6 +173,16 @@ async fn bad_addresses_and_closed_ports_are_errors_not_panics() {
 
 #[tokio::test]
 async fn the_wire_times_lie_within_the_call_and_span_the_server() {
+    wire_times_lie_within_the_call_and_span_the_server().await;
+}
+
+/// With h2's connection task on another thread than the caller's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wire_times_hold_on_a_multi_threaded_runtime() {
+    wire_times_lie_within_the_call_and_span_the_server().await;
+}
+
+async fn wire_times_lie_within_the_call_and_span_the_server() {
     // The double holds its first answer for 300 ms from the moment it received the request.
     let stall = Duration::from_millis(300);
     let server = double::start(Duration::ZERO, stall).await;
@@ -213,25 +223,93 @@ async fn the_wire_times_lie_within_the_call_and_span_the_server() {
     let again = wire.last_read.unwrap();
     assert!(after <= again && again <= Instant::now(), "{wire:?}");
 
-    // A call that never reaches a server has no wire times.
+    // A further call of the operation that gets no answer: the operation has no end on the
+    // wire any more (it ends when the generator gives up), and keeps its first write.
     drop(server);
     let deadline = Instant::now() + Duration::from_secs(10);
-    let none = loop {
-        let mut none = Wire::default();
+    loop {
         let outcome = within(connection.unary_on_wire::<_, Cart>(
             GET_CART,
             Request::new(GetCartRequest::default()),
-            &mut none,
+            &mut wire,
         ))
         .await;
         if outcome.is_err() {
-            break none;
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "calls still succeed 10 s after the server stopped"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+        wire.last_read = Some(again);
+    }
+    assert_eq!(
+        wire,
+        Wire {
+            first_write: Some(write),
+            last_read: None
+        }
+    );
+
+    // An operation whose only call gets no answer has no wire times at all.
+    let mut none = Wire::default();
+    let outcome = within(connection.unary_on_wire::<_, Cart>(
+        GET_CART,
+        Request::new(GetCartRequest::default()),
+        &mut none,
+    ))
+    .await;
+    assert!(outcome.is_err());
     assert_eq!(none, Wire::default());
+}
+
+/// A bare HTTP/2 server (h2's) that answers every call with an empty message at once and its
+/// `grpc-status` trailer `pause` later: a gap tonic's server never leaves.
+async fn serve_late_trailers(pause: Duration) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+    let addr = listener.local_addr().expect("a bound address").to_string();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.expect("a connection");
+        let mut connection = h2::server::handshake(tcp).await.expect("an HTTP/2 client");
+        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+            tokio::spawn(async move {
+                let head = http::Response::builder()
+                    .header("content-type", "application/grpc")
+                    .body(())
+                    .expect("a response head");
+                let mut body = respond
+                    .send_response(head, false)
+                    .expect("the stream is open");
+                // An empty Cart: no compression, length 0.
+                body.send_data(bytes::Bytes::from_static(&[0; 5]), false)
+                    .expect("the stream is open");
+                tokio::time::sleep(pause).await;
+                let mut trailers = http::HeaderMap::new();
+                trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                body.send_trailers(trailers).expect("the stream is open");
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn an_answer_ends_with_its_trailers() {
+    let pause = Duration::from_millis(200);
+    let addr = serve_late_trailers(pause).await;
+    let connection = Connection::open(&addr, Duration::from_secs(5))
+        .await
+        .expect("the server is up");
+    let mut wire = Wire::default();
+    within(connection.unary_on_wire::<_, Cart>(
+        GET_CART,
+        Request::new(GetCartRequest::default()),
+        &mut wire,
+    ))
+    .await
+    .expect("GetCart answers");
+    let (write, read) = (wire.first_write.unwrap(), wire.last_read.unwrap());
+    // The message came at once; the answer ended only with the trailers.
+    assert!(read - write >= pause, "{:?} on the wire", read - write);
 }
