@@ -109,12 +109,22 @@ done
 echo "commerce-load against the h2load run before it (p50 from the send; from the due time; throughput):"
 python3 - "$work/results.tsv" <<'PY'
 import sys
+import statistics
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
 pct = lambda ours, theirs: f"{(float(ours) / float(theirs) - 1) * 100:+.0f}%"
-for h, c in zip(rows[::2], rows[1::2]):
+pairs = list(zip(rows[::2], rows[1::2]))
+for h, c in pairs:
     assert h[0] == "h2load" and c[0] == "commerce-load"
     due = pct(c[4], h[3]) if c[1] != "closed loop" else "(no schedule)"
     print(f"  {c[1]:<12} p50 {pct(c[3], h[3]):>5}  {due:>13}  throughput {pct(c[2], h[2])}")
+# How far h2load's own median moves from one of its runs to the next: the noise a single
+# pair's ratio carries on this machine.
+for mode in dict.fromkeys(c[1] for _, c in pairs):
+    ratios = [float(c[3]) / float(h[3]) for h, c in pairs if c[1] == mode]
+    own = [float(h[3]) for h, c in pairs if c[1] == mode]
+    steps = [abs(b / a - 1) * 100 for a, b in zip(own, own[1:])]
+    print(f"  {mode:<12} median of the p50 ratios {(statistics.median(ratios) - 1) * 100:+.0f}%"
+          + (f"; h2load's p50 moved by up to {max(steps):.0f}% between its consecutive runs" if steps else ""))
 PY
 curl -s "http://$(awk '/metrics:/ {print $2}' "$work/serve.out" | sed 's|http://||; s|/metrics||')/metrics" \
   | grep 'grpc_server_handled_total{grpc_code="OK",grpc_method="GetCart"' || true
