@@ -5,7 +5,7 @@
 #   2. a closed loop: one request at a time, back to back, for the same time.
 # It prints each one's throughput and latency percentiles.
 #
-#   load/cross-check.sh [RATE] [SECONDS] [ROUNDS]   (defaults: 100 requests/s, 15 s, 2 rounds)
+#   load/cross-check.sh [RATE] [SECONDS] [ROUNDS]   (defaults: 100 requests/s, 10 s, 5 rounds)
 #
 # At the end it prints, for each pair of runs, commerce-load's median and throughput as a
 # ratio to h2load's. h2load times a request from its own send (the moment it hands the request
@@ -25,8 +25,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-100}"
-seconds="${2:-15}"
-rounds="${3:-2}"
+seconds="${2:-10}"
+rounds="${3:-5}"
 command -v h2load >/dev/null || { echo "h2load is missing: apt-get install nghttp2-client" >&2; exit 2; }
 
 work="$(mktemp -d)"
