@@ -16,8 +16,9 @@
 //!
 //! A call's time on the wire ([`Wire`]) is stamped at the socket, as wrk does around its
 //! `write` and `read`: from the write that carried the request to the read that carried the
-//! end of its answer. What the generator's own code does around a call (building the request,
-//! h2's framing, waking tasks, decoding) then stays out of the figures; see [`Wire`].
+//! end of its answer. What the generator's own code does before the write (building the
+//! request, h2's framing, waking tasks) and after the read (decoding) then stays out of the
+//! figures; see [`Wire`].
 
 use std::io::IoSlice;
 use std::pin::Pin;
@@ -382,7 +383,9 @@ struct SocketClock {
 }
 
 struct WriteLog {
-    /// Writes begun so far.
+    /// Writes made so far, each counted when it returns (and stamped with when it began): a
+    /// write still under way when a call notes this count is numbered after it, and began
+    /// earlier than the call's request was queued, which errs on the side of a longer time.
     begun: u64,
     /// Write `k` (counting from 1) in slot `k % WRITES_KEPT`: its number and when it began.
     times: Box<[(u64, Instant)]>,
@@ -407,7 +410,7 @@ impl SocketClock {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The number of writes that have begun.
+    /// The number of writes made so far.
     fn writes_begun(&self) -> u64 {
         self.log().begun
     }
