@@ -834,9 +834,10 @@ async fn virtual_user(
 /// Why the socket's times rather than the generator's own: between its decision to send and
 /// the `writev`, and between the answer's `read` and the end of decoding, the generator's own
 /// code runs (the request built, h2's framing and HPACK, two tasks woken), with cold caches
-/// after an idle gap. At 100 GetCart/s over one connection that came to some 45 µs of a
-/// 0.2–0.3 ms median (README, "Cross-checked against h2load"): the generator's cost, not the
-/// server's. Both ends are bounds on the longer side ([`Wire`]).
+/// after an idle gap. At 100 GetCart/s over one connection the median from the send fell by
+/// 47–86 µs, to 0.18–0.23 ms, when the socket's times replaced the generator's (5 rounds,
+/// both builds interleaved; README, "Cross-checked against h2load"): the generator's cost,
+/// not the server's. Both ends are bounds on the longer side ([`Wire`]).
 fn on_the_wire(sent: Instant, wire: &Wire) -> (Instant, Instant) {
     let start = wire.first_write.map_or(sent, |write| write.max(sent));
     let end = wire.last_read.unwrap_or_else(Instant::now);
