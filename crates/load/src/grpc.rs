@@ -415,8 +415,11 @@ impl SocketClock {
         self.log().begun
     }
 
-    /// Notes a write that began at `at` and wrote bytes.
-    fn wrote(&self, at: Instant) {
+    /// Notes a write that began at `at`, if it wrote bytes (`polled` is its outcome).
+    fn wrote(&self, at: Instant, polled: &Poll<std::io::Result<usize>>) {
+        if !matches!(polled, Poll::Ready(Ok(n)) if *n > 0) {
+            return;
+        }
         let mut log = self.log();
         log.begun += 1;
         let k = log.begun;
@@ -479,9 +482,7 @@ impl AsyncWrite for Stamped {
     ) -> Poll<std::io::Result<usize>> {
         let at = Instant::now();
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.wrote(at);
-        }
+        self.clock.wrote(at, &polled);
         polled
     }
 
@@ -492,9 +493,7 @@ impl AsyncWrite for Stamped {
     ) -> Poll<std::io::Result<usize>> {
         let at = Instant::now();
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.clock.wrote(at);
-        }
+        self.clock.wrote(at, &polled);
         polled
     }
 

@@ -25,7 +25,16 @@ async fn within<T>(call: impl Future<Output = T>) -> T {
 }
 
 async fn get_cart(connection: &Connection) -> Result<Cart, Status> {
-    within(connection.unary::<_, Cart>(GET_CART, Request::new(GetCartRequest::default()))).await
+    get_cart_on_wire(connection, &mut Wire::default()).await
+}
+
+async fn get_cart_on_wire(connection: &Connection, wire: &mut Wire) -> Result<Cart, Status> {
+    within(connection.unary_on_wire::<_, Cart>(
+        GET_CART,
+        Request::new(GetCartRequest::default()),
+        wire,
+    ))
+    .await
 }
 
 #[tokio::test]
@@ -191,13 +200,9 @@ async fn wire_times_lie_within_the_call_and_span_the_server() {
         .expect("the double is up");
     let mut wire = Wire::default();
     let before = Instant::now();
-    within(connection.unary_on_wire::<_, Cart>(
-        GET_CART,
-        Request::new(GetCartRequest::default()),
-        &mut wire,
-    ))
-    .await
-    .expect("GetCart answers");
+    get_cart_on_wire(&connection, &mut wire)
+        .await
+        .expect("GetCart answers");
     let after = Instant::now();
     let (write, read) = (wire.first_write.unwrap(), wire.last_read.unwrap());
     assert!(
@@ -228,12 +233,7 @@ async fn wire_times_lie_within_the_call_and_span_the_server() {
     drop(server);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let outcome = within(connection.unary_on_wire::<_, Cart>(
-            GET_CART,
-            Request::new(GetCartRequest::default()),
-            &mut wire,
-        ))
-        .await;
+        let outcome = get_cart_on_wire(&connection, &mut wire).await;
         if outcome.is_err() {
             break;
         }
@@ -254,12 +254,7 @@ async fn wire_times_lie_within_the_call_and_span_the_server() {
 
     // An operation whose only call gets no answer has no wire times at all.
     let mut none = Wire::default();
-    let outcome = within(connection.unary_on_wire::<_, Cart>(
-        GET_CART,
-        Request::new(GetCartRequest::default()),
-        &mut none,
-    ))
-    .await;
+    let outcome = get_cart_on_wire(&connection, &mut none).await;
     assert!(outcome.is_err());
     assert_eq!(none, Wire::default());
 }
@@ -302,13 +297,9 @@ async fn an_answer_ends_with_its_trailers() {
         .await
         .expect("the server is up");
     let mut wire = Wire::default();
-    within(connection.unary_on_wire::<_, Cart>(
-        GET_CART,
-        Request::new(GetCartRequest::default()),
-        &mut wire,
-    ))
-    .await
-    .expect("GetCart answers");
+    get_cart_on_wire(&connection, &mut wire)
+        .await
+        .expect("GetCart answers");
     let (write, read) = (wire.first_write.unwrap(), wire.last_read.unwrap());
     // The message came at once; the answer ended only with the trailers.
     assert!(read - write >= pause, "{:?} on the wire", read - write);
