@@ -27,6 +27,12 @@ cd "$(dirname "$0")/.."
 rate="${1:-100}"
 seconds="${2:-10}"
 rounds="${3:-5}"
+for arg in "$rate" "$seconds" "$rounds"; do
+  [[ "$arg" =~ ^[1-9][0-9]*$ ]] || {
+    echo "usage: load/cross-check.sh [RATE] [SECONDS] [ROUNDS] (positive whole numbers; got '$arg')" >&2
+    exit 2
+  }
+done
 command -v h2load >/dev/null || { echo "h2load is missing: apt-get install nghttp2-client" >&2; exit 2; }
 
 work="$(mktemp -d)"
