@@ -512,3 +512,65 @@ async fn a_write_whose_caller_goes_away_still_makes_its_tombstone() -> anyhow::R
     );
     Ok(())
 }
+
+/// The reads of the cache that many requests make at once go to Redis in one pipeline
+/// (`read_batches`): each read still gets its own cart, and one read's error stays its own.
+/// Each read is a task of its own, spawned from a task of the runtime, as each request is in the
+/// server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_sent_together_each_get_their_own_answer() -> anyhow::Result<()> {
+    const READS: i64 = 32;
+    let env = Env::new().await?;
+    let cache = env.cache();
+    let carts: Vec<(TenantId, UserId, Cart)> = (1..=READS)
+        .map(|version| {
+            let cart = Cart {
+                version,
+                ..Cart::default()
+            };
+            (TenantId::new_random(), UserId::new_random(), cart)
+        })
+        .collect();
+    for (tenant, user, cart) in &carts {
+        cache.fill(*tenant, *user, cart).await;
+    }
+    // A key that holds a string where a cart's hash belongs: Redis answers its read with an
+    // error (WRONGTYPE), in the middle of the others.
+    let (tenant, user) = (TenantId::new_random(), UserId::new_random());
+    let client = redis::Client::open(env.redis.url())?;
+    let mut direct = client.get_multiplexed_async_connection().await?;
+    let () = direct.set(cache.key(tenant, user), "not a cart").await?;
+    let before = cache.stats();
+
+    let reader = cache.clone();
+    let mut wanted: Vec<_> = carts.iter().map(|(t, u, _)| (*t, *u)).collect();
+    wanted.insert(carts.len() / 2, (tenant, user));
+    let found = tokio::spawn(async move {
+        let reads: Vec<_> = wanted
+            .into_iter()
+            .map(|(tenant, user)| {
+                let cache = reader.clone();
+                tokio::spawn(async move { cache.get(tenant, user).await })
+            })
+            .collect();
+        let mut found = Vec::new();
+        for read in reads {
+            found.push(read.await?);
+        }
+        anyhow::Ok(found)
+    })
+    .await??;
+
+    let stats = cache.stats();
+    let mut found = found.into_iter();
+    for (i, (_, _, cart)) in carts.iter().enumerate() {
+        if i == carts.len() / 2 {
+            let wrong = found.next();
+            assert_eq!(wrong, Some(None), "the key of another type");
+        }
+        assert_eq!(found.next().flatten().as_ref(), Some(cart), "read {i}");
+    }
+    assert_eq!(stats.hits, before.hits + READS as u64, "{stats:?}");
+    assert_eq!(stats.errors, before.errors + 1, "{stats:?}");
+    Ok(())
+}
