@@ -82,6 +82,13 @@ enum LogFormat {
     Json,
 }
 
+/// mimalloc rather than glibc's allocator: a GetCart makes about 120 allocations, and with
+/// glibc's the allocator was 23% of the server's CPU samples at its limit (`_int_malloc`, and
+/// `malloc_consolidate` for every request's future of over 1 KiB), 11% with mimalloc. Closed
+/// loop, 64 users, builds interleaved (2026-11-30): GetCart 40,400 -> 45,300/s (+12%).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     init_tracing(args.log_format);
