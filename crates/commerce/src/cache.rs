@@ -205,7 +205,8 @@ struct Read {
 const MAX_BATCH: usize = 128;
 
 /// Sends the reads to Redis in pipelines: the reads that arrive while the runtime has other
-/// work queued go out in one write, and their answers come back in one read.
+/// work queued, or while the batch before is out, go in one write, and their answers come back
+/// in one read.
 ///
 /// Without it every cached read was a write and a read of its own on the Redis socket, each a
 /// system call (a write on loopback also runs Redis' side of the delivery): at 15,000 GetCart/s
@@ -214,19 +215,22 @@ const MAX_BATCH: usize = 128;
 /// task runs, and tokio runs that task right after the one that woke it (its LIFO slot): one
 /// command per write. This task yields once before it collects a batch, and tokio runs a
 /// yielded task only when its worker has nothing else to run, so every read that the worker's
-/// queued requests make joins the batch. A read on an idle server waits only for that yield.
+/// queued requests make joins the batch.
 ///
-/// Each batch is sent from a task of its own, so that a batch waiting for its answers does not
-/// hold up the next one, and it waits at most `patience` (a read waits no longer; see
-/// `late_answer`). Ends when the cache, which holds the only sender, is dropped.
+/// One batch is out at a time, sent and awaited by this task itself: a batch of its own task
+/// (spawned) cost each read on an idle server a task of over 1 KiB (`cargo xtask perf-gate
+/// --suite cart`: `cart/get_cart_hit` 2.79 -> 4.07 KiB). A read that comes while a batch is out
+/// waits for it, at most a Redis round trip, and goes in the next. A batch waits at most
+/// `patience` (a read waits no longer; see `late_answer`). Ends when the cache, which holds the
+/// only sender, is dropped.
 async fn read_batches(
-    redis: ConnectionManager,
+    mut redis: ConnectionManager,
     mut reads: mpsc::UnboundedReceiver<Read>,
     patience: Duration,
 ) {
+    let mut batch = Vec::new();
     while let Some(first) = reads.recv().await {
         tokio::task::yield_now().await;
-        let mut batch = Vec::with_capacity(reads.len().min(MAX_BATCH - 1) + 1);
         batch.push(first);
         while batch.len() < MAX_BATCH {
             match reads.try_recv() {
@@ -234,22 +238,20 @@ async fn read_batches(
                 Err(_) => break,
             }
         }
-        tokio::spawn(read_batch(redis.clone(), batch, patience));
+        read_batch(&mut redis, &mut batch, patience).await;
     }
 }
 
-/// Sends one batch of reads as a pipeline and hands each read its answer.
-async fn read_batch(mut redis: ConnectionManager, batch: Vec<Read>, patience: Duration) {
+/// Sends one batch of reads as a pipeline and hands each read its answer; leaves `batch` empty.
+async fn read_batch(redis: &mut ConnectionManager, batch: &mut Vec<Read>, patience: Duration) {
     let mut pipe = redis::pipe();
     // One read's error (a key holding another type) is its own, not the batch's.
     pipe.ignore_errors();
-    for read in &batch {
+    for read in batch.iter() {
         pipe.cmd("HMGET").arg(&read.key).arg("v").arg("d");
     }
     let answers =
-        match tokio::time::timeout(patience, pipe.query_async::<Vec<redis::Value>>(&mut redis))
-            .await
-        {
+        match tokio::time::timeout(patience, pipe.query_async::<Vec<redis::Value>>(redis)).await {
             Ok(Ok(values)) if values.len() == batch.len() => values,
             Ok(Ok(values)) => {
                 let error = redis::RedisError::from((
@@ -268,7 +270,7 @@ async fn read_batch(mut redis: ConnectionManager, batch: Vec<Read>, patience: Du
                 return fail(batch, &error);
             }
         };
-    for (read, value) in batch.into_iter().zip(answers) {
+    for (read, value) in batch.drain(..).zip(answers) {
         let entry = match value {
             redis::Value::ServerError(error) => Err(error.into()),
             value => redis::from_redis_value::<Entry>(value).map_err(Into::into),
@@ -278,9 +280,9 @@ async fn read_batch(mut redis: ConnectionManager, batch: Vec<Read>, patience: Du
     }
 }
 
-/// Hands every read of `batch` the batch's error.
-fn fail(batch: Vec<Read>, error: &redis::RedisError) {
-    for read in batch {
+/// Hands every read of `batch` the batch's error; leaves `batch` empty.
+fn fail(batch: &mut Vec<Read>, error: &redis::RedisError) {
+    for read in batch.drain(..) {
         let _ = read.answer.send(Err(error.clone()));
     }
 }
