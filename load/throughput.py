@@ -40,6 +40,8 @@ mix = {{ {name} = 1 }}
 
 
 def main():
+    # A SIGTERM ends the script through its `finally`, which stops the servers and the set-up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--users", type=positive, default=64)
@@ -48,7 +50,7 @@ def main():
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("builds", nargs="+", metavar="BIN[:ENV=VALUE,...]")
     flags = parser.parse_args()
-    scenarios = [name for name in flags.scenarios.split(",") if name]
+    scenarios = list(dict.fromkeys(name for name in flags.scenarios.split(",") if name))
     unknown = [name for name in scenarios if name not in SCENARIOS]
     if unknown or not scenarios:
         parser.error(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
@@ -80,14 +82,16 @@ def main():
         text = ""
         for _ in range(900):
             text = open(serve_out).read()
-            if "is serving" in text or serve.poll() is not None:
+            # The identities line comes after the address.
+            if re.search(r"identities:\s+\S+", text) or serve.poll() is not None:
                 break
             time.sleep(1)
         match = re.search(r"gRPC:\s+(\S+)", text)
-        if not match:
+        identities = re.search(r"identities:\s+(\S+)", text)
+        if not match or not identities:
             sys.exit(f"commerce-load serve did not start; see {work}/serve.err")
         addr = match.group(1)
-        identities = os.path.join(TARGET, "load", "identities.json")
+        identities = os.path.join(ROOT, identities.group(1))
         pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--listen {addr}"]).split()[0])
         args = [a.decode() for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:-1]]
         for spec, binary, extra in builds:
@@ -115,6 +119,8 @@ def main():
                          "--json", report, "--html", os.path.join(work, "report.html")],
                         cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
                     rate, errors = answered(report)
+                    # Calls answered with an error do not count: a build that fails fast is not
+                    # faster.
                     if rate is None:
                         sys.exit(f"commerce-load wrote no report (exit {code}) for {scenario} on {spec}")
                     results.setdefault((scenario, spec), []).append(rate)
@@ -124,7 +130,9 @@ def main():
         medians = {}
         for (scenario, spec), values in sorted(results.items()):
             values = sorted(values)
-            medians[(scenario, spec)] = values[len(values) // 2]
+            # The lower of the two middle values for an even number of rounds, as
+            # commerce-load's medians of rounds.
+            medians[(scenario, spec)] = values[(len(values) - 1) // 2]
             print(f"  {scenario:11}  {spec:40}  {medians[(scenario, spec)]:9.0f}/s"
                   f"  (all: {', '.join(f'{v:.0f}' for v in values)})")
         if "get_cart" in scenarios and "health" in scenarios:
@@ -134,6 +142,11 @@ def main():
     finally:
         for _, process, _ in servers:
             process.terminate()
+        for _, process, _ in servers:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
         serve.send_signal(signal.SIGINT)
         try:
             serve.wait(timeout=60)
@@ -155,11 +168,13 @@ def free_port():
 
 
 def answered(report):
-    """Calls answered per second and errors, from a commerce-load JSON report."""
+    """Calls answered without an error per second, and the errors, from a commerce-load JSON
+    report (its `rps` counts every completed call, errors included)."""
     try:
         scenario = json.load(open(report))["scenarios"][0]
-        return scenario["rps"], scenario.get("errors", 0) or 0
-    except (OSError, ValueError, KeyError, IndexError):
+        errors = scenario.get("errors", 0) or 0
+        return scenario["rps"] * (1 - (scenario.get("errorRate", 0) or 0)), errors
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
         return None, None
 
 

@@ -11,7 +11,9 @@
 //! Redis is an optimisation, never a dependency: every failure (unreachable server, error,
 //! timeout, undecodable entry) is counted, logged once per outage, and the call goes on without
 //! the cache (a read is answered from PostgreSQL). An error starts a short cool-down in which the
-//! cache is bypassed, so a refused or broken connection costs nothing per request.
+//! cache is bypassed, so a refused or broken connection costs nothing per request; an entry that
+//! cannot be read (undecodable, or a key that holds another type) is that read's alone and
+//! starts none.
 //!
 //! A timeout alone is not taken for an outage: a server too busy to read Redis' answers in time
 //! (overload) times out too, and bypassing the cache then sends every read to PostgreSQL and adds
@@ -195,14 +197,24 @@ struct Redis {
 /// is not a tombstone.
 type Entry = (Option<i64>, Option<Vec<u8>>);
 
+/// Redis' answer to one read of a batch.
+enum Answer {
+    Entry(Entry),
+    /// Redis answered, but not with an entry: an error for this key alone (a key holding
+    /// another type), or a reply of another shape. Like an undecodable entry, it says nothing
+    /// about Redis being there, so it starts no cool-down.
+    Unreadable(String),
+}
+
 /// A read waiting for its entry.
 struct Read {
     key: String,
-    answer: oneshot::Sender<redis::RedisResult<Entry>>,
+    answer: oneshot::Sender<redis::RedisResult<Answer>>,
 }
 
-/// The most reads sent to Redis in one pipeline.
-const MAX_BATCH: usize = 128;
+/// The most reads sent to Redis in one pipeline: enough that a batch out for a slow round trip
+/// (5 ms) still carries 200,000 reads a second.
+const MAX_BATCH: usize = 1024;
 
 /// Sends the reads to Redis in pipelines: the reads that arrive while the runtime has other
 /// work queued, or while the batch before is out, go in one write, and their answers come back
@@ -214,15 +226,16 @@ const MAX_BATCH: usize = 128;
 /// samples. redis' multiplexed connection only coalesces the commands that are queued when its
 /// task runs, and tokio runs that task right after the one that woke it (its LIFO slot): one
 /// command per write. This task yields once before it collects a batch, and tokio runs a
-/// yielded task only when its worker has nothing else to run, so every read that the worker's
-/// queued requests make joins the batch.
+/// yielded task when its worker has nothing else to run (or at its periodic maintenance, every
+/// 61 tasks), so the reads that the worker's queued requests make join the batch.
 ///
 /// One batch is out at a time, sent and awaited by this task itself: a batch of its own task
 /// (spawned) cost each read on an idle server a task of over 1 KiB (`cargo xtask perf-gate
 /// --suite cart`: `cart/get_cart_hit` 2.79 -> 4.07 KiB). A read that comes while a batch is out
-/// waits for it, at most a Redis round trip, and goes in the next. A batch waits at most
-/// `patience` (a read waits no longer; see `late_answer`). Ends when the cache, which holds the
-/// only sender, is dropped.
+/// waits for that batch's answers and goes in the next. Reads whose caller stopped waiting (a
+/// timeout, a cancelled request) are left out. A batch waits at most `patience`, longer than any
+/// read waits (see `late_answer`), so that a read is always given up by its own timeout first.
+/// Ends when the cache, which holds the only sender, is dropped.
 async fn read_batches(
     mut redis: ConnectionManager,
     mut reads: mpsc::UnboundedReceiver<Read>,
@@ -231,14 +244,18 @@ async fn read_batches(
     let mut batch = Vec::new();
     while let Some(first) = reads.recv().await {
         tokio::task::yield_now().await;
-        batch.push(first);
-        while batch.len() < MAX_BATCH {
-            match reads.try_recv() {
-                Ok(read) => batch.push(read),
-                Err(_) => break,
+        let mut next = Some(first);
+        while let Some(read) = next.take() {
+            if !read.answer.is_closed() {
+                batch.push(read);
+            }
+            if batch.len() < MAX_BATCH {
+                next = reads.try_recv().ok();
             }
         }
-        read_batch(&mut redis, &mut batch, patience).await;
+        if !batch.is_empty() {
+            read_batch(&mut redis, &mut batch, patience).await;
+        }
     }
 }
 
@@ -271,12 +288,15 @@ async fn read_batch(redis: &mut ConnectionManager, batch: &mut Vec<Read>, patien
             }
         };
     for (read, value) in batch.drain(..).zip(answers) {
-        let entry = match value {
-            redis::Value::ServerError(error) => Err(error.into()),
-            value => redis::from_redis_value::<Entry>(value).map_err(Into::into),
+        let answer = match value {
+            redis::Value::ServerError(error) => Answer::Unreadable(error.to_string()),
+            value => match redis::from_redis_value::<Entry>(value) {
+                Ok(entry) => Answer::Entry(entry),
+                Err(error) => Answer::Unreadable(error.to_string()),
+            },
         };
         // The reader may have stopped waiting.
-        let _ = read.answer.send(entry);
+        let _ = read.answer.send(Ok(answer));
     }
 }
 
@@ -311,16 +331,18 @@ impl CartCache {
         let client = redis::Client::open(config.url.as_str())?;
         // One connection attempt per request that gets through the cool-down: the cool-down,
         // not the manager's retry loop, paces reconnection, so no request waits for a backoff.
-        // No response timeout of the manager's (its default is 500 ms): `run` bounds each
-        // command itself, and the check after a timeout waits longer than requests do.
+        // No response timeout of the manager's (its default is 500 ms): `answer` bounds each
+        // command itself (and `read_batches` each batch), and the check after a timeout waits
+        // longer than requests do.
         let manager_config = ConnectionManagerConfig::new()
             .set_number_of_retries(0)
             .set_connection_timeout(Some(config.timeout))
             .set_response_timeout(None);
         let manager = ConnectionManager::new_lazy_with_config(client.clone(), manager_config)?;
         let (reads, batches) = mpsc::unbounded_channel();
-        // A batch waits no longer than its reads do (see `late_answer`).
-        let patience = config.cooldown.max(config.timeout);
+        // A batch waits longer than its reads do (the timeout, then the rest of the cool-down;
+        // see `late_answer`), so that each read gives up by its own rules.
+        let patience = config.cooldown.max(config.timeout) + config.timeout;
         tokio::spawn(read_batches(manager.clone(), batches, patience));
         Ok(Self::build(
             Some(Redis {
@@ -398,7 +420,7 @@ impl CartCache {
         // is dropped, unanswered, only if the batcher is gone (the runtime is shutting down).
         let (answer, answered) = oneshot::channel();
         let _ = reads.send(Read { key, answer });
-        let (_version, data) = self
+        let answer = self
             .answer(async {
                 answered.await.unwrap_or_else(|_| {
                     Err(redis::RedisError::from((
@@ -408,6 +430,14 @@ impl CartCache {
                 })
             })
             .await?;
+        let (_version, data) = match answer {
+            Answer::Entry(entry) => entry,
+            Answer::Unreadable(error) => {
+                self.0.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key = %self.key(tenant, user), %error, "unreadable cart cache entry");
+                return None;
+            }
+        };
         let Some(data) = data else {
             self.0.misses.fetch_add(1, Ordering::Relaxed);
             return None;
