@@ -70,14 +70,16 @@ def main():
         text = ""
         for _ in range(900):
             text = open(serve_out).read()
-            if "is serving" in text or serve.poll() is not None:
+            # The identities line comes after the address.
+            if re.search(r"identities:\s+\S+", text) or serve.poll() is not None:
                 break
             time.sleep(1)
         match = re.search(r"gRPC:\s+(\S+)", text)
-        if not match:
+        identities = re.search(r"identities:\s+(\S+)", text)
+        if not match or not identities:
             sys.exit(f"commerce-load serve did not start; see {work}/serve.err")
         addr = match.group(1)
-        identities = os.path.join(TARGET, "load", "identities.json")
+        identities = os.path.join(ROOT, identities.group(1))
         pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--listen {addr}"]).split()[0])
         args = [a.decode() for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:-1]]
         for spec, binary, extra in builds:
