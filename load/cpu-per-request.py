@@ -16,11 +16,11 @@ show the spread). At a moderate rate part of it is waking up for each request, w
 saturated server does less of; compare builds at the same rate. Needs a bench build of
 commerce-load (`cargo xtask load smoke` makes one). Linux only (/proc).
 """
-import argparse, json, os, re, socket, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-LOAD = os.path.join(TARGET, "release", "commerce-load")
+import servers as servers_
+from servers import LOAD, ROOT
+
 # The scenarios measured, each an operation of commerce-load's mix, alone at a constant rate.
 SCENARIOS = [("get_cart", "GetCart"), ("health", "Health/Check")]
 PROFILE = """
@@ -43,55 +43,14 @@ def main():
     parser.add_argument("--seconds", type=int, default=14)
     parser.add_argument("builds", nargs="+", metavar="BIN[:ENV=VALUE,...]")
     flags = parser.parse_args()
-    if not os.access(LOAD, os.X_OK):
-        sys.exit(f"{LOAD} is missing: build it first (cargo xtask load smoke)")
-    builds = []
-    for spec in flags.builds:
-        binary, _, env = spec.partition(":")
-        if not os.access(binary, os.X_OK):
-            sys.exit(f"{binary} is not an executable")
-        extra = dict(item.split("=", 1) for item in env.split(",") if item)
-        builds.append((spec, binary, extra))
+    builds = servers_.parse_builds(flags.builds)
 
     work = tempfile.mkdtemp(prefix="cpu-per-request.")
     profiles = os.path.join(work, "profiles.toml")
     with open(profiles, "w") as f:
         for name, title in SCENARIOS:
             f.write(PROFILE.format(name=name, title=title, rate=flags.rate, duration=flags.seconds + 2))
-    fifo = os.path.join(work, "stdin")
-    os.mkfifo(fifo)
-    keep_open = os.open(fifo, os.O_RDWR)
-    serve_out = os.path.join(work, "serve.out")
-    # `serve` stops when its stdin closes: when this script ends, however it ends.
-    serve = subprocess.Popen([LOAD, "serve"], stdin=keep_open, cwd=ROOT,
-                             stdout=open(serve_out, "w"), stderr=open(os.path.join(work, "serve.err"), "w"))
-    servers = []
-    try:
-        text = ""
-        for _ in range(900):
-            text = open(serve_out).read()
-            # The identities line comes after the address.
-            if re.search(r"identities:\s+\S+", text) or serve.poll() is not None:
-                break
-            time.sleep(1)
-        match = re.search(r"gRPC:\s+(\S+)", text)
-        identities = re.search(r"identities:\s+(\S+)", text)
-        if not match or not identities:
-            sys.exit(f"commerce-load serve did not start; see {work}/serve.err")
-        addr = match.group(1)
-        identities = os.path.join(ROOT, identities.group(1))
-        pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--listen {addr}"]).split()[0])
-        args = [a.decode() for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:-1]]
-        for spec, binary, extra in builds:
-            own = list(args)
-            port = free_port()
-            own[own.index("--listen") + 1] = f"127.0.0.1:{port}"
-            own[own.index("--metrics-addr") + 1] = f"127.0.0.1:{free_port()}"
-            log = open(os.path.join(work, f"server-{len(servers)}.log"), "w")
-            process = subprocess.Popen([binary] + own, env=dict(os.environ, RUST_LOG="warn", **extra),
-                                       stdout=log, stderr=log)
-            servers.append((spec, process, f"127.0.0.1:{port}"))
-        time.sleep(3)
+    with servers_.started(work, builds) as (servers, identities):
         results = {}
         for round_ in range(flags.rounds):
             order = servers if round_ % 2 == 0 else servers[::-1]
@@ -119,20 +78,6 @@ def main():
             values = sorted(values)
             print(f"  {scenario:8}  {spec:40}  {values[len(values) // 2]:6.1f} µs"
                   f"  (all: {', '.join(f'{v:.1f}' for v in values)})")
-    finally:
-        for _, process, _ in servers:
-            process.terminate()
-        os.close(keep_open)
-        try:
-            serve.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            serve.kill()
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def cpu_seconds(pid):

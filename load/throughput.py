@@ -19,11 +19,11 @@ run compare within a few percent (the rounds show the spread). Compare builds wi
 breaking points from `capacity`. Needs a bench build of commerce-load (`cargo xtask load smoke`
 makes one). Linux only.
 """
-import argparse, json, os, re, signal, socket, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
-LOAD = os.path.join(TARGET, "release", "commerce-load")
+import servers as servers_
+from servers import LOAD, ROOT
+
 # The scenarios that can be measured: operations of commerce-load's mix, each alone.
 SCENARIOS = {"get_cart": "GetCart", "health": "Health/Check", "list_orders": "ListOrders"}
 PROFILE = """
@@ -40,8 +40,6 @@ mix = {{ {name} = 1 }}
 
 
 def main():
-    # A SIGTERM ends the script through its `finally`, which stops the servers and the set-up.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=positive, default=3)
     parser.add_argument("--users", type=positive, default=64)
@@ -54,18 +52,7 @@ def main():
     unknown = [name for name in scenarios if name not in SCENARIOS]
     if unknown or not scenarios:
         parser.error(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
-    if not os.access(LOAD, os.X_OK):
-        sys.exit(f"{LOAD} is missing: build it first (cargo xtask load smoke)")
-    builds = []
-    for spec in flags.builds:
-        binary, _, env = spec.partition(":")
-        if not os.access(binary, os.X_OK):
-            sys.exit(f"{binary} is not an executable")
-        try:
-            extra = dict(item.split("=", 1) for item in env.split(",") if item)
-        except ValueError:
-            sys.exit(f"{spec}: the environment after ':' is ENV=VALUE,...")
-        builds.append((spec, binary, extra))
+    builds = servers_.parse_builds(flags.builds)
 
     work = tempfile.mkdtemp(prefix="throughput.")
     profiles = os.path.join(work, "profiles.toml")
@@ -73,36 +60,7 @@ def main():
         for name in scenarios:
             f.write(PROFILE.format(name=name, title=SCENARIOS[name], users=flags.users,
                                    seconds=flags.seconds))
-    serve_out = os.path.join(work, "serve.out")
-    # `serve` stops on Ctrl-C or when its stdin closes; it gets the former when this script ends.
-    serve = subprocess.Popen([LOAD, "serve"], stdin=subprocess.PIPE, cwd=ROOT,
-                             stdout=open(serve_out, "w"), stderr=open(os.path.join(work, "serve.err"), "w"))
-    servers = []
-    try:
-        text = ""
-        for _ in range(900):
-            text = open(serve_out).read()
-            # The identities line comes after the address.
-            if re.search(r"identities:\s+\S+", text) or serve.poll() is not None:
-                break
-            time.sleep(1)
-        match = re.search(r"gRPC:\s+(\S+)", text)
-        identities = re.search(r"identities:\s+(\S+)", text)
-        if not match or not identities:
-            sys.exit(f"commerce-load serve did not start; see {work}/serve.err")
-        addr = match.group(1)
-        identities = os.path.join(ROOT, identities.group(1))
-        pid = int(subprocess.check_output(["pgrep", "-f", "--", f"--listen {addr}"]).split()[0])
-        args = [a.decode() for a in open(f"/proc/{pid}/cmdline", "rb").read().split(b"\0")[1:-1]]
-        for spec, binary, extra in builds:
-            own = list(args)
-            own[own.index("--listen") + 1] = f"127.0.0.1:{free_port()}"
-            own[own.index("--metrics-addr") + 1] = f"127.0.0.1:{free_port()}"
-            log = open(os.path.join(work, f"server-{len(servers)}.log"), "w")
-            process = subprocess.Popen([binary] + own, env=dict(os.environ, RUST_LOG="warn", **extra),
-                                       stdout=log, stderr=log)
-            servers.append((spec, process, own[own.index("--listen") + 1]))
-        time.sleep(3)
+    with servers_.started(work, builds) as (servers, identities):
         results = {}
         for round_ in range(flags.rounds):
             order = servers if round_ % 2 == 0 else servers[::-1]
@@ -139,19 +97,6 @@ def main():
             for spec, _, _ in builds:
                 ratio = medians[("get_cart", spec)] / medians[("health", spec)]
                 print(f"  GetCart / Health/Check  {spec:40}  {ratio:.3f}")
-    finally:
-        for _, process, _ in servers:
-            process.terminate()
-        for _, process, _ in servers:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        serve.send_signal(signal.SIGINT)
-        try:
-            serve.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            serve.kill()
 
 
 def positive(text):
@@ -159,12 +104,6 @@ def positive(text):
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
     return value
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def answered(report):
