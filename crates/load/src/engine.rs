@@ -579,6 +579,10 @@ fn snapshot(scenario: &Scenario, recorder: &Recorder) -> crate::record::RawScena
     raw
 }
 
+/// Arrivals the open model's scheduler handles back to back, behind schedule, before it lets
+/// the other tasks of its thread run.
+const MAX_ARRIVALS_UNYIELDED: u32 = 64;
+
 #[expect(clippy::too_many_arguments, reason = "one private call site")]
 async fn open_model(
     scenario: Scenario,
@@ -612,6 +616,8 @@ async fn open_model(
     let slots = Arc::new(Semaphore::new(scenario.max_in_flight));
     let mut rng = SmallRng::seed_from_u64(seed);
     let mut n = 0u64;
+    // Arrivals handled since this task last gave the runtime back its thread.
+    let mut unyielded = 0u32;
     'arrivals: while let Some(offset) = arrivals.due(n) {
         n += 1;
         let due = begin + offset;
@@ -621,8 +627,17 @@ async fn open_model(
             }
             let now = Instant::now();
             if due <= now {
+                // Behind schedule, arrivals are handled without a sleep between them; the
+                // requests' tasks and the signal handler (Ctrl-C) share this thread, so let
+                // them run now and then rather than only when the schedule is caught up.
+                unyielded += 1;
+                if unyielded >= MAX_ARRIVALS_UNYIELDED {
+                    unyielded = 0;
+                    tokio::task::yield_now().await;
+                }
                 break;
             }
+            unyielded = 0;
             // In pieces of at most 50 ms, so that a stop is seen soon.
             if let Err(error) = timer.sleep(due.min(now + Duration::from_millis(50))).await {
                 stop.stop(format!("the scheduler's timer failed: {error}"));

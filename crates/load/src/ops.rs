@@ -137,11 +137,11 @@ pub enum IdentitiesError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the identities file {path} is not valid: {source}")]
+    // The cause is in the message, not a `source` too: a chain would print it twice.
+    #[error("the identities file {path} is not valid: {cause}")]
     Parse {
         path: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("{0}")]
     Missing(String),
@@ -153,9 +153,9 @@ impl Identities {
             path: path.display().to_string(),
             source,
         })?;
-        serde_json::from_str(&text).map_err(|source| IdentitiesError::Parse {
+        serde_json::from_str(&text).map_err(|cause| IdentitiesError::Parse {
             path: path.display().to_string(),
-            source,
+            cause,
         })
     }
 

@@ -50,11 +50,11 @@ pub enum ProfileError {
         scenario: String,
         reason: String,
     },
-    #[error("profile `{profile}`: {source}")]
+    // The cause is in the message, not a `source` too: a chain would print it twice.
+    #[error("profile `{profile}`: {cause}")]
     Threshold {
         profile: String,
-        #[source]
-        source: ThresholdError,
+        cause: ThresholdError,
     },
     #[error("{0}")]
     Override(String),
@@ -586,6 +586,17 @@ pub const MAX_WARMUP: Duration = Duration::from_secs(24 * 3_600);
 
 /// The default `max_in_flight`.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
+/// The largest `max_in_flight`.
+pub const MAX_IN_FLIGHT: usize = 1_000_000;
+/// The highest arrival rate of a scenario, requests per second. One generator's scheduler
+/// handles an arrival in about a microsecond: far above this, it falls behind faster than it
+/// can drop the late arrivals, and the run would never end.
+pub const MAX_RATE: f64 = 1_000_000.0;
+/// The most virtual users of a scenario (each is a task with its own connection state).
+pub const MAX_VUS: f64 = 100_000.0;
+
+/// `MAX_DURATION` as people say it (`humantime` says "1month 13h 26m 24s").
+const MAX_DURATION_TEXT: &str = "31 days";
 
 /// All profiles of a file.
 #[derive(Debug)]
@@ -834,9 +845,9 @@ fn parse_thresholds(profile: &str, texts: &[String]) -> Result<Vec<Threshold>, P
     texts
         .iter()
         .map(|text| {
-            Threshold::parse(text).map_err(|source| ProfileError::Threshold {
+            Threshold::parse(text).map_err(|cause| ProfileError::Threshold {
                 profile: profile.to_owned(),
-                source,
+                cause,
             })
         })
         .collect()
@@ -912,8 +923,7 @@ fn scenario_from(
     if let Some(duration) = overrides.duration {
         if duration.is_zero() || duration > MAX_DURATION {
             return Err(ProfileError::Override(format!(
-                "--duration must be above 0 and at most {}",
-                humantime::format_duration(MAX_DURATION)
+                "--duration must be above 0 and at most {MAX_DURATION_TEXT}"
             )));
         }
         let scale = duration.as_secs_f64() / load.duration().as_secs_f64().max(1e-9);
@@ -925,10 +935,10 @@ fn scenario_from(
     }
     let mut rate_scale = 1.0;
     if let (Some(rate), true) = (overrides.rate, open) {
-        if !(rate.is_finite() && rate > 0.0) {
-            return Err(ProfileError::Override(
-                "--rate must be a number of requests per second above 0".into(),
-            ));
+        if !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE) {
+            return Err(ProfileError::Override(format!(
+                "--rate must be a number of requests per second above 0 and at most {MAX_RATE}"
+            )));
         }
         let scale = rate / load.peak().max(1e-9);
         rate_scale = scale;
@@ -958,6 +968,19 @@ fn scenario_from(
     if load.peak() <= 0.0 {
         return Err(invalid("the load is 0 throughout".into()));
     }
+    // With a margin for the rounding of `--rate`'s scaling (1e6 may scale to 1000000.0000000001).
+    if open && load.peak() > MAX_RATE * (1.0 + 1e-9) {
+        return Err(invalid(format!(
+            "its rate reaches {:.0}/s, above the {MAX_RATE}/s one generator can schedule",
+            load.peak()
+        )));
+    }
+    if !open && load.peak() > MAX_VUS {
+        return Err(invalid(format!(
+            "it reaches {} virtual users, more than the {MAX_VUS} one generator runs",
+            load.peak()
+        )));
+    }
     let mut entries = Vec::new();
     for (name, weight) in &spec.mix {
         let op = Operation::from_name(name).ok_or_else(|| {
@@ -971,8 +994,7 @@ fn scenario_from(
     let mix = Mix::new(entries).ok_or_else(|| invalid("its mix has no weight above 0".into()))?;
     if load.duration() > MAX_DURATION || start > MAX_DURATION {
         return Err(invalid(format!(
-            "a scenario lasts and starts within {}",
-            humantime::format_duration(MAX_DURATION)
+            "a scenario lasts and starts within {MAX_DURATION_TEXT}"
         )));
     }
     let mut thresholds = parse_thresholds(profile, &spec.thresholds)?;
@@ -995,8 +1017,10 @@ fn scenario_from(
         }
     }
     let max_in_flight = spec.max_in_flight.unwrap_or(DEFAULT_MAX_IN_FLIGHT);
-    if max_in_flight == 0 {
-        return Err(invalid("max_in_flight must be at least 1".into()));
+    if !(1..=MAX_IN_FLIGHT).contains(&max_in_flight) {
+        return Err(invalid(format!(
+            "max_in_flight must be at least 1 and at most {MAX_IN_FLIGHT}"
+        )));
     }
     let recovery = match &spec.recovery {
         None => None,
@@ -1414,11 +1438,41 @@ recovery = { threshold = "p95 < 100ms" }
                 ("warmup = \"2s\"", "warmup = \"2s\"\ncolour = 1"),
                 "unknown field",
             ),
+            // Beyond what one generator can do: refused, rather than a run that never ends
+            // (the scheduler falling behind for good) or that exhausts memory.
+            (
+                ("rate = 200\n", "rate = 2000000\n"),
+                "its rate reaches 2000000/s, above the 1000000/s",
+            ),
+            (
+                ("target = 4", "target = 200000"),
+                "200000 virtual users, more than the 100000",
+            ),
+            (
+                ("rate = 200\n", "rate = 200\nmax_in_flight = 2000000\n"),
+                "max_in_flight must be at least 1 and at most 1000000",
+            ),
         ] {
             let text = FILE.replacen(edit.0, edit.1, 1);
             let error = Profiles::parse("test", &text).unwrap_err();
             assert!(error.to_string().contains(fragment), "{edit:?}: {error}");
         }
+        let too_fast = Overrides {
+            rate: Some(2e6),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &too_fast).unwrap_err();
+        assert!(
+            error.to_string().contains("--rate must be")
+                && error.to_string().contains("at most 1000000"),
+            "{error}"
+        );
+        let too_long = Overrides {
+            duration: Some(Duration::from_secs(32 * 24 * 3_600)),
+            ..Overrides::default()
+        };
+        let error = profiles.get("one", &too_long).unwrap_err();
+        assert!(error.to_string().contains("at most 31 days"), "{error}");
     }
 
     #[test]

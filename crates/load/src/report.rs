@@ -1313,11 +1313,11 @@ pub enum MergeError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not a commerce-load JSON report: {source}")]
+    // The cause is in the message, not a `source` too: a chain would print it twice.
+    #[error("{path} is not a commerce-load JSON report: {cause}")]
     Parse {
         path: String,
-        #[source]
-        source: serde_json::Error,
+        cause: serde_json::Error,
     },
     #[error("nothing to merge")]
     Empty,
@@ -1339,9 +1339,9 @@ pub fn read_raw(path: &std::path::Path) -> Result<RawRun, MergeError> {
     })?;
     serde_json::from_str::<RawOnly>(&text)
         .map(|r| r.raw)
-        .map_err(|source| MergeError::Parse {
+        .map_err(|cause| MergeError::Parse {
             path: path.display().to_string(),
-            source,
+            cause,
         })
 }
 

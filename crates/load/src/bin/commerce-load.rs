@@ -336,7 +336,7 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
         .clone()
         .unwrap_or_else(|| args.server.out_dir.join(format!("{name}.html")));
     // Before the run: a report that cannot be written should not cost a run first.
-    create_parents(&[&json_path, &html_path])?;
+    check_report_paths(&[&json_path, &html_path])?;
 
     let mut environment = None;
     if args.target.is_some() && !profile.chaos.is_empty() {
@@ -429,12 +429,30 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// Creates the directories the reports go to.
-fn create_parents(paths: &[&Path]) -> anyhow::Result<()> {
+/// Makes sure the reports can be written, before anything is run: creates their directories
+/// and tries to create each file (removing it again if it was not there), so that a mistyped
+/// or unwritable path is an error now rather than after a run of many minutes.
+fn check_report_paths(paths: &[&Path]) -> anyhow::Result<()> {
     for path in paths {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        if path.is_dir() {
+            bail!(
+                "{} is a directory: give the report a file's path",
+                path.display()
+            );
+        }
+        let existed = path.exists();
+        std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(path)
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        if !existed {
+            // Best effort: an empty file left behind is harmless, and the run writes it.
+            let _ = std::fs::remove_file(path);
         }
     }
     Ok(())
@@ -458,7 +476,7 @@ fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
         .map(|path| report::read_raw(path))
         .collect::<Result<Vec<_>, _>>()?;
     let merged = report::merge(runs)?;
-    create_parents(&[&args.json, &args.html])?;
+    check_report_paths(&[&args.json, &args.html])?;
     let report = Report::from_raw(merged);
     write_reports(&report, &args.json, &args.html)?;
     Ok(if report.passed { EXIT_PASS } else { EXIT_FAIL })

@@ -196,6 +196,7 @@ fn usage_and_input_errors_exit_2_with_a_reason() {
         "[profiles.x]\ndescription = 1\n",
     )
     .unwrap();
+    std::fs::create_dir(dir.path().join("reports")).unwrap();
     for (args, fragment) in [
         (
             vec!["nosuch", "--profiles", "profiles.toml"],
@@ -251,6 +252,39 @@ fn usage_and_input_errors_exit_2_with_a_reason() {
         ),
         (vec!["merge", "only-one.json"], "2 values"),
         (vec!["merge", "x.json", "y.json"], "cannot read x.json"),
+        // Reports that cannot be written are found before the run, not after it.
+        (
+            vec![
+                "quick",
+                "--profiles",
+                "profiles.toml",
+                "--target",
+                "127.0.0.1:1",
+                "--identities",
+                "none.json",
+                "--json",
+                "reports",
+            ],
+            "reports is a directory",
+        ),
+        (
+            vec![
+                "quick",
+                "--profiles",
+                "profiles.toml",
+                "--target",
+                "127.0.0.1:1",
+                "--identities",
+                "none.json",
+                "--html",
+                "profiles.toml/r.html",
+            ],
+            "cannot create profiles.toml",
+        ),
+        (
+            vec!["quick", "--profiles", "profiles.toml", "--rate", "2000000"],
+            "at most 1000000",
+        ),
     ] {
         let output = commerce_load(dir.path(), &args);
         assert_eq!(output.status.code(), Some(2), "{args:?}: {}", text(&output));
