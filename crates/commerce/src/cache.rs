@@ -87,6 +87,9 @@ type Flight = Arc<tokio::sync::OnceCell<Result<Cart, Arc<Error>>>>;
 /// At most this many failed invalidations are remembered; beyond it, the TTL bounds staleness.
 const MAX_PENDING: usize = 100_000;
 
+/// The longest lifetime of an entry, 100 years in milliseconds: a longer `ttl` is cut to it.
+const MAX_TTL_MS: u64 = 100 * 365 * 24 * 3_600 * 1_000;
+
 /// How to reach Redis and how to use it.
 #[derive(Clone, Debug)]
 pub struct CacheConfig {
@@ -94,7 +97,8 @@ pub struct CacheConfig {
     pub url: String,
     /// Prepended to every key, so that deployments, tests and benchmarks can share a server.
     pub prefix: String,
-    /// How long an entry (or tombstone) lives.
+    /// How long an entry (or tombstone) lives: at least 1 ms, at most 100 years (a longer one
+    /// is cut to that).
     pub ttl: Duration,
     /// How long a Redis round trip may take, including (re)connecting, before Redis is
     /// checked (the call keeps waiting for its answer up to `cooldown`; a write waits for its
@@ -373,9 +377,11 @@ impl CartCache {
             reads,
             client,
             prefix: config.prefix.clone(),
+            // Within what Redis' PEXPIRE accepts: beyond it, FILL's HSET would land and its
+            // PEXPIRE fail, leaving an entry that never expires.
             ttl_ms: u64::try_from(config.ttl.as_millis())
                 .unwrap_or(u64::MAX)
-                .max(1),
+                .clamp(1, MAX_TTL_MS),
             timeout: config.timeout,
             cooldown: config.cooldown,
             epoch: Instant::now(),

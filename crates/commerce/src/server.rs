@@ -88,8 +88,13 @@ pub enum ServerError {
     },
     #[error("invalid decision cache settings")]
     DecisionCache(#[source] tiered_cache::ConfigError),
-    #[error("cannot connect to PostgreSQL")]
-    Database(#[source] sqlx::Error),
+    #[error("cannot connect to PostgreSQL at {address}")]
+    Database {
+        /// Host and port (or socket directory) of the URL; never its password.
+        address: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("cannot apply the migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
     #[error("cannot set up the Redis cart cache")]
@@ -104,6 +109,42 @@ pub enum ServerError {
     },
     #[error("the gRPC server failed")]
     Serve(#[source] tonic::transport::Error),
+}
+
+/// The pool of `settings`, with its first connection made. When that fails, the error says
+/// where it tried and why: sqlx's pool reports only that it timed out, so the cause is asked
+/// of one more direct connection (e.g. "Connection refused").
+async fn connect(settings: &Settings) -> Result<sqlx::PgPool, ServerError> {
+    use sqlx::Connection as _;
+    let options: sqlx::postgres::PgConnectOptions =
+        settings
+            .database_url
+            .parse()
+            .map_err(|source| ServerError::Database {
+                address: "the given URL".to_owned(),
+                source,
+            })?;
+    let address = format!("{}:{}", options.get_host(), options.get_port());
+    let pooled = crate::db::pool_options()
+        .max_connections(settings.max_connections)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options.clone())
+        .await;
+    match pooled {
+        Ok(pool) => Ok(pool),
+        Err(sqlx::Error::PoolTimedOut) => {
+            let source = match sqlx::PgConnection::connect_with(&options).await {
+                Err(cause) => cause,
+                Ok(connection) => {
+                    // It answers now: the pool's attempt failed on something transient.
+                    let _ = connection.close().await;
+                    sqlx::Error::PoolTimedOut
+                }
+            };
+            Err(ServerError::Database { address, source })
+        }
+        Err(source) => Err(ServerError::Database { address, source }),
+    }
 }
 
 /// Loads the policies, connects, migrates if asked, and serves until `shutdown` resolves; calls
@@ -129,12 +170,7 @@ pub async fn run(
     );
     let engine = policy_engine(policies, settings.decision_cache.clone())
         .map_err(ServerError::DecisionCache)?;
-    let pool = crate::db::pool_options()
-        .max_connections(settings.max_connections)
-        .acquire_timeout(settings.acquire_timeout)
-        .connect(&settings.database_url)
-        .await
-        .map_err(ServerError::Database)?;
+    let pool = connect(&settings).await?;
     if settings.migrate {
         crate::MIGRATOR
             .run(&pool)

@@ -35,11 +35,12 @@ struct Args {
     /// Prefix of the cart cache's Redis keys.
     #[arg(long, env = "COMMERCE_REDIS_PREFIX", default_value = "commerce:")]
     redis_prefix: String,
-    /// Seconds a cached cart lives.
-    #[arg(long, default_value_t = 600)]
+    /// Seconds a cached cart lives (1 s to 100 years).
+    #[arg(long, default_value_t = 600, value_parser = secs_range())]
     cache_ttl_secs: u64,
-    /// Milliseconds one Redis round trip may take before the cache is bypassed (both caches).
-    #[arg(long, default_value_t = 100)]
+    /// Milliseconds one Redis round trip may take before the cache is bypassed (both caches;
+    /// 1 ms to 1 hour).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     redis_timeout_ms: u64,
     /// Directory of the Rego authorization policies (every .rego file, recursively); by default
     /// the policies shipped with the authz crate, embedded in this binary. A policy that does not
@@ -56,24 +57,35 @@ struct Args {
         default_value = "commerce:authz:"
     )]
     decision_cache_prefix: String,
-    /// Decisions kept in memory, at most.
-    #[arg(long, default_value_t = 10_000)]
+    /// Decisions kept in memory, at most (1 or more).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     decision_cache_entries: u64,
-    /// Seconds a decision stays in memory.
-    #[arg(long, default_value_t = 60)]
+    /// Seconds a decision stays in memory (1 s to 100 years).
+    #[arg(long, default_value_t = 60, value_parser = secs_range())]
     decision_cache_l1_ttl_secs: u64,
-    /// Seconds a decision stays in Redis, shared with the other servers.
-    #[arg(long, default_value_t = 300)]
+    /// Seconds a decision stays in Redis, shared with the other servers (1 s to 100 years).
+    #[arg(long, default_value_t = 300, value_parser = secs_range())]
     decision_cache_ttl_secs: u64,
     /// Apply pending database migrations before serving.
     #[arg(long, env = "COMMERCE_MIGRATE")]
     migrate: bool,
-    /// Size of the PostgreSQL connection pool.
-    #[arg(long, default_value_t = commerce::server::DEFAULT_MAX_CONNECTIONS)]
+    /// Size of the PostgreSQL connection pool (1 or more).
+    #[arg(
+        long,
+        default_value_t = commerce::server::DEFAULT_MAX_CONNECTIONS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
     max_connections: u32,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+}
+
+/// The lifetimes a cache accepts, in seconds: at least a second, and at most 100 years (far
+/// beyond any sensible lifetime; Redis refuses an expiry that overflows its clock, and an entry
+/// written before its expiry is refused would never expire).
+fn secs_range() -> clap::builder::RangedU64ValueParser<u64> {
+    clap::value_parser!(u64).range(1..=100 * 365 * 24 * 3_600)
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]

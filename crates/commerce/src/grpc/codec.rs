@@ -9,6 +9,12 @@
 //! a response that does not decode also surfaces as `INVALID_ARGUMENT` there, with the same
 //! message.
 //!
+//! Errors of the gRPC framing around the message stay `INTERNAL`, as tonic reports them: a
+//! message with the compressed flag but no `grpc-encoding`, or a stream that ends before the
+//! length its prefix announced. They are violations of the protocol by the client's gRPC
+//! library, not mistakes in what the caller asked, and grpc-go answers them the same way
+//! (`checkRecvPayload`: "compressed flag set with identity or empty encoding", `codes.Internal`).
+//!
 //! Its buffers start at [`BUFFER_SIZE`] rather than tonic's 8 KiB: tonic allocates one buffer to
 //! decode each call's request and one to encode its response, and this API's messages are a few
 //! hundred bytes, so every call allocated 16 KiB it did not use, in blocks past glibc's

@@ -47,6 +47,38 @@ async fn server_binary_serves_and_stops_on_sigterm() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Values the server cannot work with are usage errors that name the flag, before anything
+/// starts: a pool of 0 connections panicked in the pool, and a cart lifetime beyond what Redis
+/// accepts left entries that never expire.
+#[test]
+fn server_binary_refuses_out_of_range_flags() -> anyhow::Result<()> {
+    for (flag, value) in [
+        ("--max-connections", "0"),
+        ("--cache-ttl-secs", "0"),
+        ("--cache-ttl-secs", "18446744073709551615"),
+        ("--decision-cache-ttl-secs", "9223372036854775"),
+        ("--decision-cache-l1-ttl-secs", "0"),
+        ("--decision-cache-entries", "0"),
+        ("--redis-timeout-ms", "0"),
+    ] {
+        // Nothing listens on these ports: flags are checked before anything is connected to.
+        let output = Command::new(env!("CARGO_BIN_EXE_commerce-server"))
+            .args(["--database-url", "postgres://nobody@127.0.0.1:1/nothing"])
+            .args(["--redis-url", "redis://127.0.0.1:1/"])
+            .args([flag, value])
+            .stdin(Stdio::null())
+            .output()
+            .context("running commerce-server")?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(flag) && stderr.contains("not in"),
+            "{flag} {value}: {stderr}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn server_binary_reports_the_file_and_line_of_a_broken_policy() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
