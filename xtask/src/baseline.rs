@@ -23,8 +23,11 @@ pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
         suites: (!args.suites.is_empty()).then(|| args.suites.iter().cloned().collect()),
         fingerprint: Fingerprint::current(&root),
     };
+    // `--suite` names a suite of the workspace with or without `--no-run`, and the baselines
+    // go into a directory: both are checked before the suites run for minutes.
+    let suites = suites::select(&root, &args.suites)?;
+    gate::baseline::check_dir(&baseline_dir)?;
     if !args.no_run {
-        let suites = suites::select(&root, &args.suites)?;
         // Progress estimates come from the current baselines, when they can be read.
         let expected = gate::baseline::read_dir(&baseline_dir)
             .map(|baselines| bench_run::benchmark_counts(&baselines))
@@ -51,4 +54,58 @@ pub(crate) fn refresh(args: &RefreshArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flags::{BaselineCommand, Command};
+
+    fn refresh_with(flags: &[&str]) -> String {
+        let Command::Baseline(BaselineCommand::Refresh(args)) =
+            crate::flags::parse(&[&["baseline", "refresh"], flags].concat())
+        else {
+            unreachable!()
+        };
+        format!("{:#}", refresh(&args).unwrap_err())
+    }
+
+    #[test]
+    fn an_unknown_suite_is_named_with_no_run_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let results = dir.path().join("criterion");
+        let baselines = dir.path().join("baselines");
+        let message = refresh_with(&[
+            "--no-run",
+            "--criterion-dir",
+            results.to_str().unwrap(),
+            "--baseline-dir",
+            baselines.to_str().unwrap(),
+            "--suite",
+            "nosuch",
+        ]);
+        assert!(
+            message.starts_with("there is no suite `nosuch`; the suites are: "),
+            "{message}"
+        );
+        assert!(!baselines.exists());
+    }
+
+    #[test]
+    fn a_file_as_baseline_directory_is_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baselines");
+        std::fs::write(&file, "").unwrap();
+        let message = refresh_with(&[
+            "--no-run",
+            "--criterion-dir",
+            dir.path().to_str().unwrap(),
+            "--baseline-dir",
+            file.to_str().unwrap(),
+        ]);
+        assert!(
+            message.contains(&format!("{} is not a directory", file.display())),
+            "{message}"
+        );
+    }
 }

@@ -118,7 +118,12 @@ pub(crate) struct PerfGateArgs {
     pub(crate) run: RunArgs,
     /// The base revision latency is judged against [default: the merge-base of HEAD with
     /// origin/main (else main); HEAD itself on the main branch].
-    #[arg(long, value_name = "REV", conflicts_with_all = ["stored", "no_run"])]
+    #[arg(
+        long,
+        value_name = "REV",
+        conflicts_with_all = ["stored", "no_run"],
+        value_parser = clap::builder::NonEmptyStringValueParser::new()
+    )]
     pub(crate) base: Option<String>,
     /// Judge latency against the baselines' recorded latency instead of the base revision
     /// measured beside the change (implied by --no-run).
@@ -197,7 +202,15 @@ impl PairedArgs {
     }
 }
 
-/// `250ms`, `2s`, `1.5s`, `3m`.
+/// The shortest duration `--slice` and `--max-time` take: a slice shorter than a millisecond
+/// would measure the timer more than the benchmark.
+const MIN_DURATION: Duration = Duration::from_millis(1);
+
+/// The longest: a day, far beyond any useful slice or sequence, and far from the overflow of
+/// `Duration` (and of the arithmetic the runner does with it).
+const MAX_DURATION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// `250ms`, `2s`, `1.5s`, `3m`; from [`MIN_DURATION`] to [`MAX_DURATION`].
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let (number, unit) = text
         .find(|c: char| c.is_ascii_alphabetic())
@@ -215,7 +228,17 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     if !(seconds.is_finite() && seconds > 0.0) {
         return Err(format!("{text:?} must be a positive duration"));
     }
-    Ok(Duration::from_secs_f64(seconds))
+    let too_long = || format!("{text:?} is too long: a duration is at most 24 hours (1440m)");
+    let duration = Duration::try_from_secs_f64(seconds).map_err(|_| too_long())?;
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    if duration < MIN_DURATION {
+        return Err(format!(
+            "{text:?} is too short: a duration is at least 1 millisecond (1ms)"
+        ));
+    }
+    Ok(duration)
 }
 
 /// `NAME=VALUE`.
@@ -238,6 +261,23 @@ pub(crate) struct RefreshArgs {
     pub(crate) run: RunArgs,
 }
 
+/// The subcommand of `cargo xtask ARGS`, for the tests of the modules that run it.
+#[cfg(test)]
+pub(crate) fn parse(args: &[&str]) -> Command {
+    Flags::try_parse_from(std::iter::once("cargo xtask").chain(args.iter().copied()))
+        .unwrap_or_else(|err| panic!("{args:?}: {err}"))
+        .command
+}
+
+/// `cargo xtask perf-gate ARGS`, for tests.
+#[cfg(test)]
+pub(crate) fn perf_gate(args: &[&str]) -> PerfGateArgs {
+    match parse(&[&["perf-gate"], args].concat()) {
+        Command::PerfGate(args) => args,
+        other => unreachable!("{other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,12 +290,45 @@ mod tests {
         assert!(parse_duration("5").is_err());
         assert!(parse_duration("-1s").is_err());
         assert!(parse_duration("1h").is_err());
+        assert_eq!(parse_duration("1ms"), Ok(Duration::from_millis(1)));
+        assert_eq!(parse_duration("1440m"), Ok(Duration::from_secs(86_400)));
         assert_eq!(
             parse_assignment("CALIBRATION_WORK=1.5"),
             Ok(("CALIBRATION_WORK".to_owned(), "1.5".to_owned()))
         );
         assert!(parse_assignment("=1").is_err());
         assert!(parse_assignment("nothing").is_err());
+    }
+
+    #[test]
+    fn durations_out_of_range_are_errors_not_panics() {
+        for huge in ["99999999999999999999s", "999999999999999999m", "1441m"] {
+            let err = parse_duration(huge).unwrap_err();
+            assert!(err.contains("at most 24 hours"), "{huge}: {err}");
+        }
+        for tiny in ["0.0000000001ms", "0.5ms", "0.0009s"] {
+            let err = parse_duration(tiny).unwrap_err();
+            assert!(err.contains("at least 1 millisecond"), "{tiny}: {err}");
+        }
+        for nonsense in ["NaNs", "infs", "0s"] {
+            assert!(parse_duration(nonsense).is_err(), "{nonsense}");
+        }
+        // Through clap: a usage error (exit code 2), not a panic.
+        for flag in ["--slice", "--max-time"] {
+            let err =
+                Flags::try_parse_from(["cargo xtask", "perf-gate", flag, "99999999999999999999s"])
+                    .unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{err}");
+            assert_eq!(err.exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn an_empty_base_is_a_usage_error() {
+        let err = Flags::try_parse_from(["cargo xtask", "perf-gate", "--base", ""]).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        assert!(err.to_string().contains("--base"), "{err}");
+        assert!(Flags::try_parse_from(["cargo xtask", "perf-gate", "--base", "main"]).is_ok());
     }
 
     #[test]

@@ -46,12 +46,7 @@ pub(crate) fn find_base(root: &Path, explicit: Option<&str>) -> anyhow::Result<O
                 root,
                 &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
             )
-            .with_context(|| {
-                format!(
-                    "--base {rev}: no such commit here (fetch it first, e.g. `git fetch \
-                         origin {rev}`; a shallow clone needs enough history)"
-                )
-            })?;
+            .with_context(|| no_such_commit(rev))?;
             (rev.to_owned(), commit)
         }
         None => {
@@ -81,6 +76,39 @@ pub(crate) fn find_base(root: &Path, explicit: Option<&str>) -> anyhow::Result<O
         commit,
         same_as_working_tree,
     }))
+}
+
+/// Why `--base rev` names no commit, and what to do about it.
+fn no_such_commit(rev: &str) -> String {
+    if looks_like_a_ref(rev) {
+        format!(
+            "--base {rev}: no such commit here (fetch it first, e.g. `git fetch origin {rev}`; a \
+             shallow clone needs enough history)"
+        )
+    } else {
+        format!(
+            "--base {rev}: names no commit here (REV must be a commit: a branch, a tag, a commit \
+             id, or an expression such as `main~1`; a shallow clone needs enough history)"
+        )
+    }
+}
+
+/// Whether `text` could be a branch, a tag or a commit id, something `git fetch origin <text>`
+/// can fetch: a valid ref name (`git check-ref-format --allow-onelevel`), so not an expression
+/// of git's revision syntax such as `HEAD~1`, `main^`, `@{u}`, `a..b` or `rev:path`.
+fn looks_like_a_ref(text: &str) -> bool {
+    !text.is_empty()
+        && !text.starts_with(['-', '/'])
+        && !text.ends_with(['/', '.'])
+        && !text.ends_with(".lock")
+        && !text.contains("..")
+        && !text.contains("@{")
+        && !text.contains("//")
+        && text != "@"
+        && !text
+            .chars()
+            .any(|c| c.is_ascii_control() || c == ' ' || "~^:?*[\\".contains(c))
+        && !text.split('/').any(|part| part.starts_with('.'))
 }
 
 /// Whether the working tree holds exactly `commit`'s files: no tracked difference (staged or
@@ -254,4 +282,41 @@ pub(crate) fn tag_packages(dir: &Path, tag: &str) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fetch_is_suggested_only_for_what_can_be_fetched() {
+        for rev in [
+            "main",
+            "origin/release",
+            "v1.2.0",
+            "0123abcd",
+            "HEAD",
+            "feature/x-1",
+        ] {
+            assert!(looks_like_a_ref(rev), "{rev}");
+            assert!(no_such_commit(rev).contains("git fetch origin"), "{rev}");
+        }
+        for rev in [
+            "HEAD:README.md",
+            "main~1",
+            "main^",
+            "@{u}",
+            "main..HEAD",
+            "a b",
+            "-x",
+            "",
+            "refs/heads/.hidden",
+            "x.lock",
+        ] {
+            assert!(!looks_like_a_ref(rev), "{rev}");
+            let message = no_such_commit(rev);
+            assert!(!message.contains("git fetch"), "{message}");
+            assert!(message.contains("names no commit"), "{message}");
+        }
+    }
 }

@@ -34,48 +34,55 @@ pub(crate) fn judge(args: &PerfGateArgs, base: &Base) -> anyhow::Result<Report> 
             args.run.criterion_args.join(" ")
         );
     }
-    let started = Instant::now();
     let suites = suites::select(&root, &args.run.suites)?;
+    // Every input is read before the builds, which take minutes: a wrong `--config` or
+    // `--baseline-dir` must fail now, not after them.
+    let explicit = ExplicitInputs::read(args)?;
+    // The working tree's configuration and baselines are read only to list what the change
+    // does to the base revision's.
+    let candidate_config = Config::load(&ConfigFile::Optional(root.join("perf-gate.toml")))
+        .context("the working tree's perf-gate.toml")?;
+    let candidate_baselines =
+        read_baselines(&root.join("baselines")).context("the working tree's baselines")?;
     eprintln!(
         "perf-gate: paired mode, base {} ({})",
         base.name,
         &base.commit[..12.min(base.commit.len())]
     );
 
-    let candidate = bench_run::build(None)?;
-    let (based, base_root) = if base.same_as_working_tree {
-        eprintln!("perf-gate: the working tree is the base revision: both sides run one build");
-        (None, root.clone())
+    let started = Instant::now();
+    // The base revision is checked out (no build yet) so that its own configuration and
+    // baselines, which judge the change, are read before the builds too.
+    let base_root = if base.same_as_working_tree {
+        root.clone()
     } else {
-        let tree = git::worktree(&root, &base_checkout(&root), &base.commit, "perf-gate.base")?;
+        git::worktree(&root, &base_checkout(&root), &base.commit, "perf-gate.base")?
+    };
+    let base_config = match explicit.config {
+        Some(config) => config,
+        None => Config::load(&ConfigFile::Optional(base_root.join("perf-gate.toml")))
+            .context("the base revision's perf-gate.toml")?,
+    };
+    let base_baselines = match explicit.baselines {
+        Some(baselines) => baselines,
+        None => {
+            read_baselines(&base_root.join("baselines")).context("the base revision's baselines")?
+        }
+    };
+
+    let candidate = bench_run::build(None)?;
+    let based = if base.same_as_working_tree {
+        eprintln!("perf-gate: the working tree is the base revision: both sides run one build");
+        None
+    } else {
         eprintln!(
             "perf-gate: building the base revision in {}",
-            tree.display()
+            base_root.display()
         );
-        (
-            Some(bench_run::build(Some(&tree.join("Cargo.toml")))?),
-            tree,
-        )
+        Some(bench_run::build(Some(&base_root.join("Cargo.toml")))?)
     };
     let base_built = based.as_ref().unwrap_or(&candidate);
     let builds = started.elapsed();
-
-    // The base revision's configuration and baselines judge the change; the working tree's are
-    // read only to list what the change does to them.
-    let base_config = Config::load(&paths::config_file(args.config.as_deref(), &base_root))
-        .context("the base revision's perf-gate.toml")?;
-    let candidate_config = Config::load(&ConfigFile::Optional(root.join("perf-gate.toml")))
-        .context("the working tree's perf-gate.toml")?;
-    let base_baselines = read_baselines(
-        &args
-            .run
-            .baseline_dir
-            .clone()
-            .unwrap_or_else(|| base_root.join("baselines")),
-    )
-    .context("the base revision's baselines")?;
-    let candidate_baselines =
-        read_baselines(&root.join("baselines")).context("the working tree's baselines")?;
 
     let services = Services::for_suites(&root, &suites)?;
     let expected: BTreeMap<String, usize> = base_baselines
@@ -129,8 +136,35 @@ pub(crate) fn judge(args: &PerfGateArgs, base: &Base) -> anyhow::Result<Report> 
     Ok(gate::judge_paired(&options, &results))
 }
 
-/// The baselines in `dir`, or none when it does not exist (a revision before baselines were
-/// committed: every suite is then reported without one).
+/// What the flags name instead of the base revision's own files. Unlike those, they must
+/// exist: a typo must not pass for "no configuration" or "no baselines".
+#[derive(Debug)]
+struct ExplicitInputs {
+    /// `--config`.
+    config: Option<Config>,
+    /// `--baseline-dir`.
+    baselines: Option<Baselines>,
+}
+
+impl ExplicitInputs {
+    fn read(args: &PerfGateArgs) -> anyhow::Result<ExplicitInputs> {
+        let config = args
+            .config
+            .as_ref()
+            .map(|path| Config::load(&ConfigFile::Required(path.clone())))
+            .transpose()?;
+        let baselines = args
+            .run
+            .baseline_dir
+            .as_deref()
+            .map(gate::baseline::read_dir)
+            .transpose()?;
+        Ok(ExplicitInputs { config, baselines })
+    }
+}
+
+/// The baselines in the default directory `dir`, or none when it does not exist (a revision
+/// before baselines were committed: every suite is then reported without one).
 fn read_baselines(dir: &Path) -> anyhow::Result<Baselines> {
     if !dir.exists() {
         return Ok(Baselines::new());
@@ -367,5 +401,57 @@ fn run_suite(sides: &Sides<'_>, progress: &mut Progress) -> anyhow::Result<Suite
             progress.abandon();
             Err(err.into())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explicit_inputs_must_exist_and_are_read_before_any_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let missing = missing.to_str().unwrap();
+
+        let none = ExplicitInputs::read(&crate::flags::perf_gate(&[])).unwrap();
+        assert!(none.config.is_none() && none.baselines.is_none());
+
+        let err =
+            ExplicitInputs::read(&crate::flags::perf_gate(&["--config", missing])).unwrap_err();
+        assert!(format!("{err:#}").contains(missing), "{err:#}");
+
+        let err = ExplicitInputs::read(&crate::flags::perf_gate(&["--baseline-dir", missing]))
+            .unwrap_err();
+        let message = format!("{err:#}");
+        assert!(
+            message.contains(&format!("the baseline directory {missing} does not exist")),
+            "{message}"
+        );
+
+        std::fs::write(dir.path().join("perf-gate.toml"), "").unwrap();
+        let given = ExplicitInputs::read(&crate::flags::perf_gate(&[
+            "--config",
+            dir.path().join("perf-gate.toml").to_str().unwrap(),
+            "--baseline-dir",
+            dir.path().to_str().unwrap(),
+        ]))
+        .unwrap();
+        assert!(given.config.is_some());
+        assert_eq!(given.baselines.map(|b| b.len()), Some(0));
+    }
+
+    #[test]
+    fn only_a_default_baseline_directory_may_be_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            read_baselines(&dir.path().join("baselines"))
+                .unwrap()
+                .is_empty()
+        );
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let message = format!("{:#}", read_baselines(&file).unwrap_err());
+        assert!(message.contains("is not a directory"), "{message}");
     }
 }

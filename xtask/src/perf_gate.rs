@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use gate::render::{json, junit, markdown, terminal};
-use gate::{Fingerprint, GateOptions, Report};
+use gate::{Config, Fingerprint, GateOptions, Report};
 
 use crate::bench_run::{self, Session};
 use crate::flags::PerfGateArgs;
@@ -29,16 +29,33 @@ struct Outputs {
 }
 
 impl Outputs {
+    /// Checks, before anything is built or measured, that every report file can be written:
+    /// a run of many minutes must not end in "cannot write the report". Creates the missing
+    /// parent directories (the final write would create them too).
+    fn check(&self) -> anyhow::Result<()> {
+        let files = [
+            ("--json", &self.json),
+            ("--markdown", &self.markdown),
+            ("--junit", &self.junit),
+        ];
+        for (flag, path) in files {
+            if let Some(path) = path {
+                gate::baseline::check_writable(path).with_context(|| flag.to_owned())?;
+            }
+        }
+        Ok(())
+    }
+
     fn write(&self, json: &str, markdown: &str, junit: &str) -> anyhow::Result<()> {
         let files = [
-            (&self.json, json),
-            (&self.markdown, markdown),
-            (&self.junit, junit),
+            ("--json", &self.json, json),
+            ("--markdown", &self.markdown, markdown),
+            ("--junit", &self.junit, junit),
         ];
-        for (path, contents) in files {
+        for (flag, path, contents) in files {
             if let Some(path) = path {
                 gate::baseline::write_atomically(path, contents.as_bytes())
-                    .context("cannot write the report")?;
+                    .with_context(|| format!("cannot write the report of {flag}"))?;
                 eprintln!("wrote {}", path.display());
             }
         }
@@ -66,6 +83,8 @@ pub(crate) fn run(args: &PerfGateArgs) -> anyhow::Result<ExitCode> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from),
     };
+    // A report that cannot be written is a usage error, found before any build.
+    outputs.check()?;
     match judge(args) {
         Ok(report) => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
@@ -126,13 +145,15 @@ fn judge_stored(args: &PerfGateArgs) -> anyhow::Result<Report> {
         suites: (!args.run.suites.is_empty()).then(|| args.run.suites.iter().cloned().collect()),
         fingerprint: Fingerprint::current(&root),
     };
+    // `--suite` names a suite of the workspace in every mode, with or without `--no-run`.
+    let suites = suites::select(&root, &args.run.suites)?;
     if args.run.no_run {
         return Ok(gate::run_gate(&options)?);
     }
 
-    let suites = suites::select(&root, &args.run.suites)?;
-    // Read the baselines first: a missing or corrupt one must stop the gate before the
-    // suites run for minutes, not after.
+    // Read the configuration and the baselines first: a missing or corrupt one must stop the
+    // gate before the suites run for minutes, not after.
+    Config::load(&options.config)?;
     let baselines = gate::baseline::read_dir(&baseline_dir)?;
 
     let session = Session::start(
@@ -150,4 +171,78 @@ fn judge_stored(args: &PerfGateArgs) -> anyhow::Result<Report> {
     bench_run::confirm(&session.built, &session.runner, &options, &mut report)?;
     drop(session);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn outputs(json: Option<PathBuf>, markdown: Option<PathBuf>) -> Outputs {
+        Outputs {
+            json,
+            markdown,
+            junit: None,
+            step_summary: None,
+        }
+    }
+
+    #[test]
+    fn an_unknown_suite_is_named_with_no_run_too() {
+        let results = tempfile::tempdir().unwrap();
+        let dir = results.path().to_str().unwrap();
+        for flags in [
+            &["--no-run", "--criterion-dir", dir, "--suite", "nosuch"][..],
+            &[
+                "--stored",
+                "--no-run",
+                "--criterion-dir",
+                dir,
+                "--suite",
+                "nosuch",
+            ],
+        ] {
+            let message = format!("{:#}", judge(&crate::flags::perf_gate(flags)).unwrap_err());
+            assert!(
+                message.starts_with("there is no suite `nosuch`; the suites are: "),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_report_that_cannot_be_written_is_found_before_the_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("new/dir/report.json");
+        outputs(Some(nested.clone()), None).check().unwrap();
+        assert!(
+            nested.parent().unwrap().is_dir(),
+            "its directory is created"
+        );
+        assert!(!nested.exists());
+
+        let message = format!(
+            "{:#}",
+            outputs(None, Some(dir.path().to_owned()))
+                .check()
+                .unwrap_err()
+        );
+        assert!(message.starts_with("--markdown: "), "{message}");
+        assert!(
+            message.contains(&dir.path().display().to_string()),
+            "{message}"
+        );
+        assert!(message.contains("is a directory"), "{message}");
+
+        if cfg!(target_os = "linux") {
+            let message = format!(
+                "{:#}",
+                outputs(Some("/proc/x".into()), None).check().unwrap_err()
+            );
+            assert!(
+                message.starts_with("--json: cannot write /proc/x: "),
+                "{message}"
+            );
+            assert!(!message.contains(".tmp"), "{message}");
+        }
+    }
 }

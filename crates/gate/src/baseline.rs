@@ -43,10 +43,12 @@ pub fn path_of(dir: &Path, suite: &str) -> PathBuf {
     dir.join(format!("{suite}.json"))
 }
 
-/// Reads every `*.json` file in `dir`. A missing directory is [`Error::NoBaselineDir`]; an
-/// unreadable, corrupt or inconsistent file is an error naming it.
+/// Reads every `*.json` file in `dir`. A missing directory is [`Error::NoBaselineDir`], a file
+/// in its place [`Error::BaselineDirNotADirectory`]; an unreadable, corrupt or inconsistent
+/// file is an error naming it.
 pub fn read_dir(dir: &Path) -> Result<Baselines, Error> {
     if !dir.is_dir() {
+        check_dir(dir)?;
         return Err(Error::NoBaselineDir {
             dir: dir.to_owned(),
         });
@@ -69,6 +71,17 @@ pub fn read_dir(dir: &Path) -> Result<Baselines, Error> {
         baselines.insert(baseline.suite.clone(), baseline);
     }
     Ok(baselines)
+}
+
+/// Checks that `dir` can hold baselines: it is a directory, or nothing yet (a refresh creates
+/// it). Anything else, such as a file, is [`Error::BaselineDirNotADirectory`].
+pub fn check_dir(dir: &Path) -> Result<(), Error> {
+    match std::fs::metadata(dir) {
+        Ok(metadata) if !metadata.is_dir() => Err(Error::BaselineDirNotADirectory {
+            dir: dir.to_owned(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// Reads and checks one baseline file.
@@ -131,18 +144,15 @@ pub fn to_json(baseline: &SuiteBaseline) -> String {
 
 /// Writes `contents` to `path` atomically: into a temporary file in the same directory, then
 /// renamed over `path`, so a reader sees the old file or the new one, never half of one.
+///
+/// Errors name `path`, never the temporary file, whose name the caller did not choose.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), Error> {
-    let write_error = |source: io::Error| Error::Write {
-        path: path.to_owned(),
-        source,
-    };
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir).map_err(write_error)?;
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
-    file.write_all(contents).map_err(write_error)?;
+    let write_error = write_error(path);
+    let dir = prepare_dir(path)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(&write_error)?;
+    file.as_file_mut()
+        .write_all(contents)
+        .map_err(&write_error)?;
     // A temporary file is private (0600); the file it replaces keeps its mode, a new one gets
     // the usual 0644 of a file in a repository.
     #[cfg(unix)]
@@ -154,11 +164,64 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), Error> {
         );
         file.as_file()
             .set_permissions(permissions)
-            .map_err(write_error)?;
+            .map_err(&write_error)?;
     }
-    file.as_file().sync_all().map_err(write_error)?;
+    file.as_file().sync_all().map_err(&write_error)?;
     file.persist(path).map_err(|err| write_error(err.error))?;
     Ok(())
+}
+
+/// Checks, without writing it, that [`write_atomically`] can write `path`: it is not a
+/// directory, its directory exists (it is created if it does not) and a file can be created
+/// there. For a caller that would otherwise find out only after minutes of work.
+pub fn check_writable(path: &Path) -> Result<(), Error> {
+    let dir = prepare_dir(path)?;
+    // Removed again when dropped.
+    tempfile::NamedTempFile::new_in(dir).map_err(write_error(path))?;
+    Ok(())
+}
+
+/// The directory `path` is written in, created if missing, after checking that neither `path`
+/// nor its directory is in the way.
+fn prepare_dir(path: &Path) -> Result<&Path, Error> {
+    let write_error = write_error(path);
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    if path.is_dir() {
+        return Err(write_error(io::Error::from(io::ErrorKind::IsADirectory)));
+    }
+    if dir.exists() && !dir.is_dir() {
+        return Err(write_error(io::Error::new(
+            io::ErrorKind::NotADirectory,
+            format!("{} is not a directory", dir.display()),
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(&write_error)?;
+    Ok(dir)
+}
+
+/// [`Error::Write`] of `path`.
+fn write_error(path: &Path) -> impl Fn(io::Error) -> Error {
+    move |source| Error::Write {
+        path: path.to_owned(),
+        source: without_temporary_path(source),
+    }
+}
+
+/// `error` without the name of the temporary file that tempfile appends to the errors of
+/// creating and writing one (`… at path "/dir/.tmpAbC123"`): a name the user never chose, which
+/// reads as if the wrong file had been written.
+fn without_temporary_path(error: io::Error) -> io::Error {
+    if error.get_ref().is_none() {
+        return error;
+    }
+    let message = error.to_string();
+    match message.rfind(" at path \"") {
+        Some(at) => io::Error::new(error.kind(), &message[..at]),
+        None => error,
+    }
 }
 
 /// A `serde_json` formatter that indents objects like `PrettyFormatter` but writes arrays on one
@@ -366,6 +429,62 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_write_names_the_path_asked_for_not_the_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should go.
+        let err = write_atomically(dir.path(), b"{}").unwrap_err();
+        assert!(matches!(&err, Error::Write { path, .. } if path == dir.path()));
+        let message = error_chain(&err);
+        assert!(message.contains("is a directory"), "{message}");
+        // A file where its directory should be.
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").unwrap();
+        let message = error_chain(&write_atomically(&file.join("report.json"), b"{}").unwrap_err());
+        assert!(message.contains("is not a directory"), "{message}");
+        assert!(!message.contains("File exists"), "{message}");
+        // A directory where no file can be created (even by root).
+        if cfg!(target_os = "linux") {
+            let message = error_chain(&write_atomically(Path::new("/proc/x"), b"{}").unwrap_err());
+            assert!(message.starts_with("cannot write /proc/x: "), "{message}");
+            assert!(!message.contains(".tmp"), "{message}");
+            assert!(!message.contains("at path"), "{message}");
+        }
+    }
+
+    /// The error and its sources, as `{:#}` prints them.
+    fn error_chain(err: &dyn std::error::Error) -> String {
+        let mut message = err.to_string();
+        let mut source = err.source();
+        while let Some(cause) = source {
+            message.push_str(&format!(": {cause}"));
+            source = cause.source();
+        }
+        message
+    }
+
+    #[test]
+    fn what_cannot_be_written_is_found_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("reports/report.json");
+        check_writable(&report).unwrap();
+        assert!(!report.exists(), "the check writes nothing");
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("reports"))
+                .unwrap()
+                .count(),
+            0,
+            "and leaves no temporary file behind"
+        );
+        let message = error_chain(&check_writable(dir.path()).unwrap_err());
+        assert!(message.contains("is a directory"), "{message}");
+        if cfg!(target_os = "linux") {
+            let message = error_chain(&check_writable(Path::new("/proc/x")).unwrap_err());
+            assert!(message.starts_with("cannot write /proc/x: "), "{message}");
+            assert!(!message.contains(".tmp"), "{message}");
+        }
+    }
+
+    #[test]
     fn inconsistent_files_are_named() {
         let dir = tempfile::tempdir().unwrap();
         let wrong_name = path_of(dir.path(), "other");
@@ -389,5 +508,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let err = read_dir(&dir.path().join("baselines")).unwrap_err();
         assert!(matches!(err, Error::NoBaselineDir { .. }));
+        assert!(check_dir(&dir.path().join("baselines")).is_ok());
+    }
+
+    #[test]
+    fn a_file_in_place_of_the_directory_is_not_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("baselines");
+        std::fs::write(&file, "").unwrap();
+        let err = read_dir(&file).unwrap_err();
+        assert!(
+            matches!(err, Error::BaselineDirNotADirectory { .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("is not a directory"), "{err}");
+        assert!(!err.to_string().contains("does not exist"), "{err}");
+        assert!(matches!(
+            check_dir(&file),
+            Err(Error::BaselineDirNotADirectory { .. })
+        ));
+        assert!(check_dir(dir.path()).is_ok());
     }
 }

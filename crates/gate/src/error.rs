@@ -71,6 +71,16 @@ pub enum Error {
         /// The directory.
         dir: PathBuf,
     },
+    /// The baseline directory is something else than a directory (a file).
+    #[error(
+        "the baseline directory {} is not a directory: point --baseline-dir at the directory of \
+         the `<suite>.json` baselines",
+        dir.display()
+    )]
+    BaselineDirNotADirectory {
+        /// The path.
+        dir: PathBuf,
+    },
     /// Not one benchmark of the results has a baseline, so nothing was compared.
     #[error(
         "none of the {results} benchmarks under {} has a baseline in {}: nothing was compared \

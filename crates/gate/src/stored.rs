@@ -308,6 +308,7 @@ pub struct RefreshedSuite {
 /// that are not in the results are left untouched; a suite's file is replaced as a whole, so
 /// benchmarks that no longer exist leave the baseline.
 pub fn refresh(options: &RefreshOptions) -> Result<Vec<RefreshedSuite>, Error> {
+    baseline::check_dir(&options.baseline_dir)?;
     let results = read_results(&options.criterion_dir, options.newer_than)?;
     let mut suites: BTreeMap<String, SuiteBaseline> = BTreeMap::new();
     for (id, result) in results.benchmarks {

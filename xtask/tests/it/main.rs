@@ -207,3 +207,71 @@ fn committed_reference_rules_match_the_committed_baselines() {
         }
     }
 }
+
+#[test]
+fn bad_inputs_are_usage_errors_found_before_any_work() {
+    let ws = Workspace::new();
+    ws.refresh("baseline");
+    let criterion = fixture("same");
+    let fails = |extra: &[&std::ffi::OsStr], expected: &str| {
+        let gated = ws.gate(&criterion, extra);
+        assert_eq!(
+            gated.status.code(),
+            Some(2),
+            "{extra:?}: {}",
+            stderr(&gated)
+        );
+        assert!(
+            stderr(&gated).contains(expected),
+            "{extra:?}: {}",
+            stderr(&gated)
+        );
+    };
+    // Out of range durations: clap's usage error, not a panic (exit code 101).
+    fails(
+        &[os("--slice"), os("99999999999999999999s")],
+        "at most 24 hours",
+    );
+    fails(
+        &[os("--max-time"), os("999999999999999999m")],
+        "at most 24 hours",
+    );
+    fails(
+        &[os("--slice"), os("0.0000000001ms")],
+        "at least 1 millisecond",
+    );
+    // An unknown suite is named as such, with --no-run too.
+    fails(&[os("--suite"), os("nosuch")], "there is no suite `nosuch`");
+    // A report that cannot be written: named with its flag, and nothing else is written.
+    let json = ws.path("r.json");
+    let directory = ws.path("baselines");
+    fails(
+        &[
+            os("--json"),
+            json.as_os_str(),
+            os("--markdown"),
+            directory.as_os_str(),
+        ],
+        &format!(
+            "--markdown: cannot write {}: is a directory",
+            directory.display()
+        ),
+    );
+    assert!(!json.exists());
+
+    let refreshed = xtask(&[
+        os("baseline"),
+        os("refresh"),
+        os("--no-run"),
+        os("--criterion-dir"),
+        criterion.as_os_str(),
+        os("--baseline-dir"),
+        ws.path("perf-gate.toml").as_os_str(),
+    ]);
+    assert_eq!(refreshed.status.code(), Some(2));
+    assert!(
+        stderr(&refreshed).contains("perf-gate.toml is not a directory"),
+        "{}",
+        stderr(&refreshed)
+    );
+}

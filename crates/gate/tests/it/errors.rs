@@ -52,6 +52,19 @@ fn a_missing_baseline_directory_is_an_error_naming_it() {
 }
 
 #[test]
+fn a_file_as_baseline_directory_is_not_a_directory() {
+    let parent = tempfile::tempdir().unwrap();
+    let file = parent.path().join("baselines");
+    std::fs::write(&file, "").unwrap();
+    let result = gate(&fixture("same"), &file);
+    assert_eq!(exit_code(&result), 2);
+    let message = result.unwrap_err().to_string();
+    assert!(message.contains(&file.display().to_string()), "{message}");
+    assert!(message.contains("is not a directory"), "{message}");
+    assert!(!message.contains("does not exist"), "{message}");
+}
+
+#[test]
 fn no_benchmark_in_common_is_an_error() {
     let baselines = tempfile::tempdir().unwrap();
     let empty_baselines = gate(&fixture("same"), baselines.path());

@@ -69,3 +69,27 @@ fn refresh_is_deterministic_and_replaces_the_suite_as_a_whole() {
     );
     assert_eq!(baseline.fingerprint, fingerprint());
 }
+
+#[test]
+fn refresh_into_a_file_says_it_is_not_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("baselines");
+    std::fs::write(&file, "a file, not a directory\n").unwrap();
+    let err = gate::refresh(&RefreshOptions {
+        criterion_dir: fixture("baseline"),
+        baseline_dir: file.clone(),
+        newer_than: None,
+        suites: None,
+        fingerprint: fingerprint(),
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, gate::Error::BaselineDirNotADirectory { dir } if *dir == file),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("is not a directory"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "a file, not a directory\n"
+    );
+}
