@@ -1,28 +1,42 @@
 """The set-up that load/cpu-per-request.py and load/throughput.py share: `commerce-load serve`
 (PostgreSQL, Redis, the data set and a server of its own, left idle), then each server build to
 compare as a server of its own on the same databases."""
-import contextlib, os, re, signal, socket, subprocess, sys, time
+import argparse, contextlib, os, re, signal, socket, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 LOAD = os.path.join(TARGET, "release", "commerce-load")
 
 
-def parse_builds(specs):
-    """`BIN[:ENV=VALUE,...]` arguments as (spec, binary, environment); exits on a bad one."""
-    if not os.access(LOAD, os.X_OK):
+def positive(text):
+    """An argparse type: a whole number above 0 (a count, a rate, seconds)."""
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
+
+
+def parse_builds(parser, specs):
+    """`BIN[:ENV=VALUE,...]` arguments as (spec, binary, environment); a bad one is a usage
+    error of `parser` (exit 2), before anything starts."""
+    if not executable(LOAD):
         sys.exit(f"{LOAD} is missing: build it first (cargo xtask load smoke)")
     builds = []
     for spec in specs:
         binary, _, env = spec.partition(":")
-        if not os.access(binary, os.X_OK):
-            sys.exit(f"{binary} is not an executable")
+        # A directory passes os.access(X_OK), and Popen then fails with a PermissionError.
+        if not executable(binary):
+            parser.error(f"{binary} is not an executable file")
         try:
             extra = dict(item.split("=", 1) for item in env.split(",") if item)
         except ValueError:
-            sys.exit(f"{spec}: the environment after ':' is ENV=VALUE,...")
+            parser.error(f"{spec}: the environment after ':' is ENV=VALUE,...")
         builds.append((spec, binary, extra))
     return builds
+
+
+def executable(path):
+    return os.path.isfile(path) and os.access(path, os.X_OK)
 
 
 @contextlib.contextmanager

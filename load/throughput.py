@@ -41,9 +41,9 @@ mix = {{ {name} = 1 }}
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=positive, default=3)
-    parser.add_argument("--users", type=positive, default=64)
-    parser.add_argument("--seconds", type=positive, default=8)
+    parser.add_argument("--rounds", type=servers_.positive, default=3)
+    parser.add_argument("--users", type=servers_.positive, default=64)
+    parser.add_argument("--seconds", type=servers_.positive, default=8)
     parser.add_argument("--scenarios", default="get_cart,health",
                         help=f"comma-separated, of: {', '.join(SCENARIOS)}")
     parser.add_argument("builds", nargs="+", metavar="BIN[:ENV=VALUE,...]")
@@ -52,7 +52,7 @@ def main():
     unknown = [name for name in scenarios if name not in SCENARIOS]
     if unknown or not scenarios:
         parser.error(f"unknown scenario(s) {unknown}; known: {', '.join(SCENARIOS)}")
-    builds = servers_.parse_builds(flags.builds)
+    builds = servers_.parse_builds(parser, flags.builds)
 
     work = tempfile.mkdtemp(prefix="throughput.")
     profiles = os.path.join(work, "profiles.toml")
@@ -97,13 +97,6 @@ def main():
             for spec, _, _ in builds:
                 ratio = medians[("get_cart", spec)] / medians[("health", spec)]
                 print(f"  GetCart / Health/Check  {spec:40}  {ratio:.3f}")
-
-
-def positive(text):
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
-    return value
 
 
 def answered(report):
