@@ -112,6 +112,53 @@ fn mutant_checkout(root: &Path) -> PathBuf {
     paths::log_dir(root).join("mutant")
 }
 
+/// A fresh checkout of `head` with `mutation` applied (one checkout, reused by every mutation).
+fn mutant_tree(root: &Path, head: &str, mutation: &Mutation) -> anyhow::Result<PathBuf> {
+    let tree = git::worktree(root, &mutant_checkout(root), head, "perf-gate.mutant")?;
+    Cmd::new("git")
+        .args([std::ffi::OsStr::new("-C"), tree.as_os_str()])
+        .args(["checkout", "--quiet", "--", "crates"])
+        .quiet_run()?;
+    // The reset took the crates' version tags too: without them the mutant's libraries would
+    // overwrite the working tree's in the shared target directory.
+    git::tag_packages(&tree, "perf-gate.mutant")?;
+    Cmd::new("git")
+        .args([std::ffi::OsStr::new("-C"), tree.as_os_str()])
+        .args([std::ffi::OsStr::new("apply"), mutation.path.as_os_str()])
+        .quiet_run()
+        .with_context(|| format!("{} does not apply to HEAD", mutation.path.display()))?;
+    Ok(tree)
+}
+
+/// Checks that every mutation builds against HEAD before the A/A rounds, which take most of an
+/// hour: a patch can still apply once the code around it has changed and no longer compile
+/// (mutation 01 did, after the cart cache's reads went through a batcher), and the mutants are
+/// built only after those rounds. `cargo check`, so that no mutant's build is done twice.
+fn check_mutants(root: &Path, head: &str, mutations: &[Mutation]) -> anyhow::Result<()> {
+    for mutation in mutations {
+        eprintln!("calibrate: checking that mutation {} builds", mutation.name);
+        let tree = mutant_tree(root, head, mutation)?;
+        crate::cmd::cargo()
+            .args([
+                "check",
+                "--workspace",
+                "--benches",
+                "--quiet",
+                "--manifest-path",
+            ])
+            .args([tree.join("Cargo.toml")])
+            .env("CARGO_TARGET_DIR", paths::target_dir(root))
+            .run()
+            .with_context(|| {
+                format!(
+                    "{} applies to HEAD but does not build: update it to the code it patches",
+                    mutation.path.display()
+                )
+            })?;
+    }
+    Ok(())
+}
+
 pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
     let root = paths::project_root();
     let started = Instant::now();
@@ -133,6 +180,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
         .quiet_stdout()
         .context("calibration needs a git checkout")?;
     let head = head.trim();
+    check_mutants(&root, head, &mutations)?;
     let base_tree = git::worktree(
         &root,
         &paths::log_dir(&root).join("base"),
@@ -217,20 +265,7 @@ pub(crate) fn run(args: &CalibrateArgs) -> anyhow::Result<ExitCode> {
             "calibrate: mutation {}: {}",
             mutation.name, mutation.description
         );
-        // A fresh checkout of HEAD for every mutation, then the patch.
-        let tree = git::worktree(&root, &mutant_checkout(&root), head, "perf-gate.mutant")?;
-        Cmd::new("git")
-            .args([std::ffi::OsStr::new("-C"), tree.as_os_str()])
-            .args(["checkout", "--quiet", "--", "crates"])
-            .quiet_run()?;
-        // The reset took the crates' version tags too: without them the mutant's libraries
-        // would overwrite the working tree's in the shared target directory.
-        git::tag_packages(&tree, "perf-gate.mutant")?;
-        Cmd::new("git")
-            .args([std::ffi::OsStr::new("-C"), tree.as_os_str()])
-            .args([std::ffi::OsStr::new("apply"), mutation.path.as_os_str()])
-            .quiet_run()
-            .with_context(|| format!("{} does not apply to HEAD", mutation.path.display()))?;
+        let tree = mutant_tree(&root, head, mutation)?;
         let mutant = bench_run::build(Some(&tree.join("Cargo.toml")))?;
 
         // The truth: every benchmark measured for a fixed, long sequence.
