@@ -92,8 +92,10 @@ pub enum ServerError {
     Database {
         /// Host and port (or socket directory) of the URL; never its password.
         address: String,
+        /// What sqlx said, without the wrapper whose message repeats its own source
+        /// ([`database_cause`]).
         #[source]
-        source: sqlx::Error,
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     #[error("cannot apply the migrations")]
     Migrate(#[source] sqlx::migrate::MigrateError),
@@ -111,6 +113,18 @@ pub enum ServerError {
     Serve(#[source] tonic::transport::Error),
 }
 
+/// The cause of a failed connection as it should be printed in an error chain: sqlx's `Io`,
+/// `Tls` and `Configuration` errors print their source in their own message and give it as
+/// their source too, so the chain would say "Connection refused (os error 111): Connection
+/// refused (os error 111)". Those are unwrapped to the error they carry.
+fn database_cause(error: sqlx::Error) -> Box<dyn std::error::Error + Send + Sync> {
+    match error {
+        sqlx::Error::Io(io) => Box::new(io),
+        sqlx::Error::Tls(tls) | sqlx::Error::Configuration(tls) => tls,
+        other => Box::new(other),
+    }
+}
+
 /// The pool of `settings`, with its first connection made. When that fails, the error says
 /// where it tried and why: sqlx's pool reports only that it timed out, so the cause is asked
 /// of one more direct connection (e.g. "Connection refused").
@@ -122,9 +136,13 @@ async fn connect(settings: &Settings) -> Result<sqlx::PgPool, ServerError> {
             .parse()
             .map_err(|source| ServerError::Database {
                 address: "the given URL".to_owned(),
-                source,
+                source: database_cause(source),
             })?;
-    let address = format!("{}:{}", options.get_host(), options.get_port());
+    let address = match options.get_socket() {
+        // The socket file sqlx connects to is `<directory>/.s.PGSQL.<port>`.
+        Some(directory) => format!("{} (port {})", directory.display(), options.get_port()),
+        None => format!("{}:{}", options.get_host(), options.get_port()),
+    };
     let pooled = crate::db::pool_options()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.acquire_timeout)
@@ -133,17 +151,31 @@ async fn connect(settings: &Settings) -> Result<sqlx::PgPool, ServerError> {
     match pooled {
         Ok(pool) => Ok(pool),
         Err(sqlx::Error::PoolTimedOut) => {
-            let source = match sqlx::PgConnection::connect_with(&options).await {
-                Err(cause) => cause,
-                Ok(connection) => {
+            // Within the same time again: a host that drops packets would otherwise keep this
+            // attempt waiting for the system's TCP timeout (about two minutes on Linux).
+            let direct = tokio::time::timeout(
+                settings.acquire_timeout,
+                sqlx::PgConnection::connect_with(&options),
+            )
+            .await;
+            let source = match direct {
+                Err(_elapsed) => Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {:?}, twice", settings.acquire_timeout),
+                )),
+                Ok(Err(cause)) => database_cause(cause),
+                Ok(Ok(connection)) => {
                     // It answers now: the pool's attempt failed on something transient.
                     let _ = connection.close().await;
-                    sqlx::Error::PoolTimedOut
+                    database_cause(sqlx::Error::PoolTimedOut)
                 }
             };
             Err(ServerError::Database { address, source })
         }
-        Err(source) => Err(ServerError::Database { address, source }),
+        Err(source) => Err(ServerError::Database {
+            address,
+            source: database_cause(source),
+        }),
     }
 }
 

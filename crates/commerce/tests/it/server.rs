@@ -79,6 +79,88 @@ fn server_binary_refuses_out_of_range_flags() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A database that cannot be reached is named with its address and why: a Unix socket
+/// directory by its path, and a server that accepts connections but never answers is given up
+/// on in twice the pool's 5 s, not after the system's TCP timeout.
+#[test]
+fn server_binary_names_an_unreachable_database_and_gives_up() -> anyhow::Result<()> {
+    // Accepts and holds every connection without a byte of answer.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = silent.local_addr()?.port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir()?;
+    let missing = dir.path().join("no-such-directory");
+    // A port nothing listens on (the listener is dropped at once).
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    for (url, expected) in [
+        (
+            format!("postgres://nobody@127.0.0.1:{refused}/nothing"),
+            format!("cannot connect to PostgreSQL at 127.0.0.1:{refused}: Connection refused"),
+        ),
+        (
+            format!("postgres://nobody@127.0.0.1:{port}/nothing"),
+            format!("cannot connect to PostgreSQL at 127.0.0.1:{port}: no answer within 5s"),
+        ),
+        (
+            format!(
+                "postgres://nobody@localhost/nothing?host={}",
+                missing.display()
+            ),
+            format!(
+                "cannot connect to PostgreSQL at {} (port 5432): No such file",
+                missing.display()
+            ),
+        ),
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_commerce-server"))
+            .args(["--database-url", &url])
+            .args(["--redis-url", "redis://127.0.0.1:1/"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting commerce-server")?;
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{url}: commerce-server still waiting for PostgreSQL after 30 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(
+            &mut child.stderr.take().context("stderr is piped")?,
+            &mut stderr,
+        )?;
+        assert_eq!(status.code(), Some(1), "{url}: {stderr}");
+        let line = stderr
+            .lines()
+            .find(|line| line.starts_with("error: "))
+            .with_context(|| format!("{url}: no error line in: {stderr}"))?;
+        assert!(
+            line.contains(&expected),
+            "{url}: expected {expected:?} in: {line}"
+        );
+        // Each cause once: sqlx's errors repeat their source in their own message.
+        let cause = line.rsplit(": ").next().unwrap_or_default();
+        assert_eq!(line.matches(cause).count(), 1, "{url}: {line}");
+        eprintln!("{url}: {line} (after {:.1?})", started.elapsed());
+    }
+    Ok(())
+}
+
 #[test]
 fn server_binary_reports_the_file_and_line_of_a_broken_policy() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
