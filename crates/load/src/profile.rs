@@ -729,6 +729,7 @@ impl Profiles {
                 });
             }
         }
+        check_together(name, &scenarios, warmup)?;
         if overrides.rate.is_some() && !scenarios.iter().any(|s| s.load.executor.is_open()) {
             return Err(ProfileError::Override(format!(
                 "--rate sets arrival rates, and profile `{name}` has no arrival-rate scenario \
@@ -773,6 +774,63 @@ impl Profiles {
             chaos,
         })
     }
+}
+
+/// One generator runs every scenario of a profile: the scenarios that run at the same time
+/// (warm-ups included) must together stay within [`MAX_RATE`] arrivals a second and
+/// [`MAX_VUS`] virtual users, as each one alone must. Peaks are added, whether or not they
+/// coincide: a bound, not the exact sum at any instant.
+fn check_together(
+    profile: &str,
+    scenarios: &[Scenario],
+    warmup: Duration,
+) -> Result<(), ProfileError> {
+    let span = |s: &Scenario| (s.start.saturating_sub(warmup), s.start + s.load.duration());
+    for open in [true, false] {
+        let of_kind = || {
+            scenarios
+                .iter()
+                .filter(move |s| s.load.executor.is_open() == open)
+        };
+        // The most scenarios run at once at some scenario's beginning.
+        for at in of_kind().map(|s| span(s).0) {
+            let running: Vec<&Scenario> = of_kind()
+                .filter(|s| {
+                    let (from, to) = span(s);
+                    from <= at && at < to
+                })
+                .collect();
+            let total: f64 = running.iter().map(|s| s.load.peak()).sum();
+            let names = || {
+                running
+                    .iter()
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let reason = if open && total > MAX_RATE * (1.0 + 1e-9) {
+                format!(
+                    "scenarios {} run at the same time and together reach {total:.0} \
+                     arrivals/s, above the {MAX_RATE}/s one generator can schedule",
+                    names()
+                )
+            } else if !open && total > MAX_VUS {
+                format!(
+                    "scenarios {} run at the same time and together reach {total} virtual \
+                     users, more than the {MAX_VUS} one generator runs",
+                    names()
+                )
+            } else {
+                continue;
+            };
+            return Err(ProfileError::Invalid {
+                profile: profile.to_owned(),
+                scenario: "-".to_owned(),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The scenarios `rounds` times over: round `k` is every scenario named `NAME#k`, starting
@@ -1465,6 +1523,48 @@ recovery = { threshold = "p95 < 100ms" }
         assert!(
             error.to_string().contains("--rate must be")
                 && error.to_string().contains("at most 1000000"),
+            "{error}"
+        );
+        // One generator runs them all: scenarios at the same time count together.
+        let error = profiles
+            .get(
+                "one",
+                &Overrides {
+                    rate: Some(600_000.0),
+                    ..Overrides::default()
+                },
+            )
+            .unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("scenarios reads, ramp run at the same time and together reach 1200000"),
+            "{error}"
+        );
+        let after_reads = |start: &str, rate: u32| {
+            format!(
+                "{FILE}\n[[profiles.one.scenarios]]\nname = \"late\"\n\
+                 executor = \"constant-arrival-rate\"\nrate = {rate}\nduration = \"10s\"\n\
+                 start = \"{start}\"\nmix = {{ health = 1 }}\n"
+            )
+        };
+        // `reads` ends at 60 s; the warm-up of 2 s before a start counts as running.
+        Profiles::parse("test", &after_reads("62s", 999_999)).unwrap();
+        let error = Profiles::parse("test", &after_reads("61s", 999_999)).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("scenarios reads, late run at the same time"),
+            "{error}"
+        );
+        let crowd = FILE.replacen("target = 4", "target = 60000", 1)
+            + "\n[[profiles.one.scenarios]]\nname = \"crowd\"\nexecutor = \"constant-vus\"\n\
+               vus = 50000\nduration = \"10s\"\nstart = \"1m\"\nmix = { health = 1 }\n";
+        let error = Profiles::parse("test", &crowd).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("scenarios users, crowd run at the same time and together reach 110000"),
             "{error}"
         );
         let too_long = Overrides {

@@ -435,6 +435,13 @@ async fn run(args: RunArgs) -> anyhow::Result<u8> {
 fn check_report_paths(paths: &[&Path]) -> anyhow::Result<()> {
     for path in paths {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            // A file where a directory should be: say so, rather than "File exists".
+            if let Some(file) = dir
+                .ancestors()
+                .find(|a| !a.as_os_str().is_empty() && a.exists() && !a.is_dir())
+            {
+                bail!("{} is not a directory", file.display());
+            }
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -444,7 +451,9 @@ fn check_report_paths(paths: &[&Path]) -> anyhow::Result<()> {
                 path.display()
             );
         }
-        let existed = path.exists();
+        // A dangling symbolic link exists too: opening it creates the file it points to,
+        // which stays (removing the link would not remove that file, and would lose the link).
+        let existed = path.symlink_metadata().is_ok();
         std::fs::OpenOptions::new()
             .append(true)
             .create(true)

@@ -279,7 +279,7 @@ fn usage_and_input_errors_exit_2_with_a_reason() {
                 "--html",
                 "profiles.toml/r.html",
             ],
-            "cannot create profiles.toml",
+            "profiles.toml is not a directory",
         ),
         (
             vec!["quick", "--profiles", "profiles.toml", "--rate", "2000000"],
