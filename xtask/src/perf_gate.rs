@@ -46,31 +46,42 @@ impl Outputs {
         Ok(())
     }
 
+    /// Writes every report it can: one that cannot be written does not keep the others from
+    /// being written. Returns the first failure.
     fn write(&self, json: &str, markdown: &str, junit: &str) -> anyhow::Result<()> {
         let files = [
             ("--json", &self.json, json),
             ("--markdown", &self.markdown, markdown),
             ("--junit", &self.junit, junit),
         ];
+        let mut failed = None;
         for (flag, path, contents) in files {
             if let Some(path) = path {
-                gate::baseline::write_atomically(path, contents.as_bytes())
-                    .with_context(|| format!("cannot write the report of {flag}"))?;
-                eprintln!("wrote {}", path.display());
+                match gate::baseline::write_atomically(path, contents.as_bytes())
+                    .with_context(|| format!("cannot write the report of {flag}"))
+                {
+                    Ok(()) => eprintln!("wrote {}", path.display()),
+                    Err(err) => {
+                        failed.get_or_insert(err);
+                    }
+                }
             }
         }
         if let Some(path) = &self.step_summary {
             // Appended, not replaced: other steps of the job write to the same summary.
-            std::fs::OpenOptions::new()
+            let appended = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(path)
                 .and_then(|mut file| file.write_all(markdown.as_bytes()))
                 .with_context(|| {
                     format!("cannot append to $GITHUB_STEP_SUMMARY ({})", path.display())
-                })?;
+                });
+            if let Err(err) = appended {
+                failed.get_or_insert(err);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 }
 
@@ -83,9 +94,9 @@ pub(crate) fn run(args: &PerfGateArgs) -> anyhow::Result<ExitCode> {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from),
     };
-    // A report that cannot be written is a usage error, found before any build.
-    outputs.check()?;
-    match judge(args) {
+    // A report that cannot be written is a usage error, found before any build; the reports
+    // that can be written say so.
+    match outputs.check().and_then(|()| judge(args)) {
         Ok(report) => {
             let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             print!("{}", terminal::render(&report, colour));

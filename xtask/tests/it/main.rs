@@ -242,7 +242,8 @@ fn bad_inputs_are_usage_errors_found_before_any_work() {
     );
     // An unknown suite is named as such, with --no-run too.
     fails(&[os("--suite"), os("nosuch")], "there is no suite `nosuch`");
-    // A report that cannot be written: named with its flag, and nothing else is written.
+    // A report that cannot be written: named with its flag; the others say why there is no
+    // verdict.
     let json = ws.path("r.json");
     let directory = ws.path("baselines");
     fails(
@@ -257,7 +258,11 @@ fn bad_inputs_are_usage_errors_found_before_any_work() {
             directory.display()
         ),
     );
-    assert!(!json.exists());
+    let written = std::fs::read_to_string(&json).expect("the --json report is written");
+    assert!(
+        written.contains("\"verdict\": \"error\"") && written.contains("is a directory"),
+        "{written}"
+    );
 
     let refreshed = xtask(&[
         os("baseline"),
