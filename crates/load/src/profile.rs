@@ -776,22 +776,52 @@ impl Profiles {
     }
 }
 
-/// One generator runs every scenario of a profile: the scenarios that run at the same time
-/// (warm-ups included) must together stay within [`MAX_RATE`] arrivals a second and
-/// [`MAX_VUS`] virtual users, as each one alone must. Peaks are added, whether or not they
-/// coincide: a bound, not the exact sum at any instant.
+/// One generator runs every scenario of a profile: each scenario, and the scenarios that run at
+/// the same time (warm-ups included), must stay within [`MAX_RATE`] arrivals a second and
+/// [`MAX_VUS`] virtual users. Peaks are added, whether or not they coincide: a bound, not the
+/// exact sum at any instant.
 fn check_together(
     profile: &str,
     scenarios: &[Scenario],
     warmup: Duration,
 ) -> Result<(), ProfileError> {
     let span = |s: &Scenario| (s.start.saturating_sub(warmup), s.start + s.load.duration());
+    // With a margin for the rounding of `--rate`'s scaling (1e6 may scale to 1000000.0000000001).
+    let too_much = |open: bool, total: f64| {
+        if open {
+            total > MAX_RATE * (1.0 + 1e-9)
+        } else {
+            total > MAX_VUS
+        }
+    };
     for open in [true, false] {
         let of_kind = || {
             scenarios
                 .iter()
                 .filter(move |s| s.load.executor.is_open() == open)
         };
+        // One alone, named as in the profile (a round's copy by the scenario it repeats).
+        if let Some(alone) = of_kind().find(|s| too_much(open, s.load.peak())) {
+            let peak = alone.load.peak();
+            return Err(ProfileError::Invalid {
+                profile: profile.to_owned(),
+                scenario: alone
+                    .round
+                    .as_ref()
+                    .map_or(&alone.name, |round| &round.of)
+                    .clone(),
+                reason: if open {
+                    format!(
+                        "its rate reaches {peak:.0}/s, above the {MAX_RATE}/s one generator can \
+                         schedule"
+                    )
+                } else {
+                    format!(
+                        "it reaches {peak} virtual users, more than the {MAX_VUS} one generator runs"
+                    )
+                },
+            });
+        }
         // The most scenarios run at once at some scenario's beginning.
         for at in of_kind().map(|s| span(s).0) {
             let running: Vec<&Scenario> = of_kind()
@@ -808,20 +838,21 @@ fn check_together(
                     .collect::<Vec<_>>()
                     .join(", ")
             };
-            let reason = if open && total > MAX_RATE * (1.0 + 1e-9) {
+            if !too_much(open, total) {
+                continue;
+            }
+            let reason = if open {
                 format!(
                     "scenarios {} run at the same time and together reach {total:.0} \
                      arrivals/s, above the {MAX_RATE}/s one generator can schedule",
                     names()
                 )
-            } else if !open && total > MAX_VUS {
+            } else {
                 format!(
                     "scenarios {} run at the same time and together reach {total} virtual \
                      users, more than the {MAX_VUS} one generator runs",
                     names()
                 )
-            } else {
-                continue;
             };
             return Err(ProfileError::Invalid {
                 profile: profile.to_owned(),
@@ -1025,19 +1056,6 @@ fn scenario_from(
     }
     if load.peak() <= 0.0 {
         return Err(invalid("the load is 0 throughout".into()));
-    }
-    // With a margin for the rounding of `--rate`'s scaling (1e6 may scale to 1000000.0000000001).
-    if open && load.peak() > MAX_RATE * (1.0 + 1e-9) {
-        return Err(invalid(format!(
-            "its rate reaches {:.0}/s, above the {MAX_RATE}/s one generator can schedule",
-            load.peak()
-        )));
-    }
-    if !open && load.peak() > MAX_VUS {
-        return Err(invalid(format!(
-            "it reaches {} virtual users, more than the {MAX_VUS} one generator runs",
-            load.peak()
-        )));
     }
     let mut entries = Vec::new();
     for (name, weight) in &spec.mix {

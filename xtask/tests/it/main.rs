@@ -58,7 +58,11 @@ impl Workspace {
     }
 
     fn refresh(&self, scenario: &str) -> Output {
-        let (criterion, baselines) = (fixture(scenario), self.path("baselines"));
+        self.refresh_into(scenario, &self.path("baselines"))
+    }
+
+    fn refresh_into(&self, scenario: &str, baselines: &Path) -> Output {
+        let criterion = fixture(scenario);
         xtask(&[
             os("baseline"),
             os("refresh"),
@@ -264,15 +268,7 @@ fn bad_inputs_are_usage_errors_found_before_any_work() {
         "{written}"
     );
 
-    let refreshed = xtask(&[
-        os("baseline"),
-        os("refresh"),
-        os("--no-run"),
-        os("--criterion-dir"),
-        criterion.as_os_str(),
-        os("--baseline-dir"),
-        ws.path("perf-gate.toml").as_os_str(),
-    ]);
+    let refreshed = ws.refresh_into("same", &ws.path("perf-gate.toml"));
     assert_eq!(refreshed.status.code(), Some(2));
     assert!(
         stderr(&refreshed).contains("perf-gate.toml is not a directory"),

@@ -197,6 +197,14 @@ fn usage_and_input_errors_exit_2_with_a_reason() {
     )
     .unwrap();
     std::fs::create_dir(dir.path().join("reports")).unwrap();
+    // A run against a server that is not there, stopped by a mistake before it starts.
+    let against = [
+        "quick",
+        "--profiles",
+        "profiles.toml",
+        "--target",
+        "127.0.0.1:1",
+    ];
     for (args, fragment) in [
         (
             vec!["nosuch", "--profiles", "profiles.toml"],
@@ -228,57 +236,33 @@ fn usage_and_input_errors_exit_2_with_a_reason() {
             vec!["quick", "--profiles", "profiles.toml", "--rate", "0"],
             "--rate must be",
         ),
+        (against.to_vec(), "--identities"),
         (
-            vec![
-                "quick",
-                "--profiles",
-                "profiles.toml",
-                "--target",
-                "127.0.0.1:1",
-            ],
-            "--identities",
-        ),
-        (
-            vec![
-                "quick",
-                "--profiles",
-                "profiles.toml",
-                "--target",
-                "127.0.0.1:1",
-                "--identities",
-                "none.json",
-            ],
+            [&against[..], &["--identities", "none.json"]].concat(),
             "cannot read the identities file none.json",
         ),
         (vec!["merge", "only-one.json"], "2 values"),
         (vec!["merge", "x.json", "y.json"], "cannot read x.json"),
         // Reports that cannot be written are found before the run, not after it.
         (
-            vec![
-                "quick",
-                "--profiles",
-                "profiles.toml",
-                "--target",
-                "127.0.0.1:1",
-                "--identities",
-                "none.json",
-                "--json",
-                "reports",
-            ],
+            [
+                &against[..],
+                &["--identities", "none.json", "--json", "reports"],
+            ]
+            .concat(),
             "reports is a directory",
         ),
         (
-            vec![
-                "quick",
-                "--profiles",
-                "profiles.toml",
-                "--target",
-                "127.0.0.1:1",
-                "--identities",
-                "none.json",
-                "--html",
-                "profiles.toml/r.html",
-            ],
+            [
+                &against[..],
+                &[
+                    "--identities",
+                    "none.json",
+                    "--html",
+                    "profiles.toml/r.html",
+                ],
+            ]
+            .concat(),
             "profiles.toml is not a directory",
         ),
         (
