@@ -84,8 +84,15 @@ async fn a_steady_server_meets_its_rate_with_a_precise_schedule() {
     assert_eq!(s.count, 3_000);
     assert!((s.rps - 1000.0).abs() < 1.0, "rps {}", s.rps);
     assert_eq!(s.dropped, 0);
-    assert_eq!(
-        report.series.iter().take(3).map(|p| p.sent).sum::<u64>(),
-        3_000
+    // Every request is in the series, by the second it was sent. Those due in the last
+    // milliseconds can be sent just after the window when the machine is busy: with the other
+    // tests of this binary running beside it (`cargo test`), 2 of the 3,000 were (CI,
+    // 2026-12-01), and with three busy loops on the 2 vCPUs, 0 to 27 in 12 runs, with and
+    // without the scheduler's yield alike. A late scheduler would send many more late.
+    let sent: Vec<u64> = report.series.iter().map(|p| p.sent).collect();
+    assert_eq!(sent.iter().sum::<u64>(), 3_000, "{sent:?}");
+    assert!(
+        sent.iter().take(3).sum::<u64>() >= 2_970,
+        "more than 1% sent after the window: {sent:?}"
     );
 }
